@@ -1,0 +1,400 @@
+"""Tests of the WeightNorm wrapper against numpy and unwrapped layers."""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import wn_keras
+from wn_keras import WeightNorm, fold_weight_norm
+
+# Float32 tolerance of outputs computed in a different order.
+ATOL = 1e-5
+RTOL = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerCase:
+    """One supported layer type, with an input shape that fits it."""
+
+    name: str
+    make: object  # () -> keras layer
+    input_shape: tuple  # without the batch axis
+    unit_axes: tuple  # kernel axes holding the output units
+
+
+LAYER_CASES = [
+    LayerCase("dense", lambda: keras.layers.Dense(5), (7,), (-1,)),
+    LayerCase(
+        "conv1d",
+        lambda: keras.layers.Conv1D(4, 3, padding="same"),
+        (9, 3),
+        (-1,),
+    ),
+    LayerCase(
+        "conv2d",
+        lambda: keras.layers.Conv2D(4, 3, strides=2, activation="relu"),
+        (8, 8, 3),
+        (-1,),
+    ),
+    LayerCase("conv3d", lambda: keras.layers.Conv3D(3, 2), (5, 5, 5, 2), (-1,)),
+    LayerCase(
+        "conv1d_transpose",
+        lambda: keras.layers.Conv1DTranspose(4, 3, strides=2),
+        (6, 3),
+        (-2,),
+    ),
+    LayerCase(
+        "conv2d_transpose",
+        lambda: keras.layers.Conv2DTranspose(4, 3, padding="same"),
+        (5, 5, 2),
+        (-2,),
+    ),
+    LayerCase(
+        "conv3d_transpose",
+        lambda: keras.layers.Conv3DTranspose(2, 2),
+        (3, 3, 3, 2),
+        (-2,),
+    ),
+    LayerCase(
+        "depthwise_conv2d",
+        lambda: keras.layers.DepthwiseConv2D(3, depth_multiplier=2),
+        (6, 6, 3),
+        (-2, -1),
+    ),
+]
+CASE_IDS = [case.name for case in LAYER_CASES]
+
+
+def _inputs(case, batch=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(batch,) + case.input_shape).astype("float32")
+
+
+def _numpy_norms(kernel, unit_axes):
+    """Per-unit L2 norm, flattened in the kernel's row-major unit order."""
+    rank = kernel.ndim
+    units = {rank + a for a in unit_axes}
+    norm_axes = tuple(a for a in range(rank) if a not in units)
+    return np.sqrt(np.sum(kernel**2, axis=norm_axes)).reshape(-1)
+
+
+def _numpy_effective_kernel(direction, magnitude, unit_axes):
+    rank = direction.ndim
+    units = {rank + a for a in unit_axes}
+    shape = [direction.shape[a] if a in units else 1 for a in range(rank)]
+    norms = _numpy_norms(direction, unit_axes).reshape(shape)
+    return direction * magnitude.reshape(shape) / norms
+
+
+def _wrapped_and_plain(case, seed=0):
+    """A built wrapper and an unwrapped twin holding the same weights."""
+    keras.utils.set_random_seed(seed)
+    wrapped = WeightNorm(case.make())
+    x = _inputs(case, seed=seed)
+    wrapped(x)
+    plain = case.make()
+    plain(x)
+    plain.set_weights(wrapped.layer.get_weights())
+    return wrapped, plain, x
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=CASE_IDS)
+def test_magnitude_starts_at_direction_norm(case):
+    wrapped, _, _ = _wrapped_and_plain(case)
+    direction = np.asarray(wrapped.direction)
+    np.testing.assert_allclose(
+        np.asarray(wrapped.magnitude),
+        _numpy_norms(direction, case.unit_axes),
+        rtol=RTOL,
+    )
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=CASE_IDS)
+def test_output_equals_unwrapped_layer_at_init(case):
+    wrapped, plain, x = _wrapped_and_plain(case)
+    np.testing.assert_allclose(wrapped(x), plain(x), atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=CASE_IDS)
+def test_effective_kernel_matches_numpy_for_any_magnitude(case):
+    wrapped, plain, x = _wrapped_and_plain(case)
+    rng = np.random.default_rng(1)
+    magnitude = rng.uniform(0.5, 2.0, size=wrapped.magnitude.shape)
+    wrapped.magnitude.assign(magnitude.astype("float32"))
+    expected = _numpy_effective_kernel(
+        np.asarray(wrapped.direction), magnitude, case.unit_axes
+    )
+    np.testing.assert_allclose(
+        wrapped.effective_kernel(), expected, atol=ATOL, rtol=RTOL
+    )
+    # The unwrapped layer holding the numpy kernel is the reference output.
+    weights = plain.get_weights()
+    weights[0] = expected.astype("float32")
+    plain.set_weights(weights)
+    np.testing.assert_allclose(wrapped(x), plain(x), atol=ATOL, rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=CASE_IDS)
+def test_gradients_reach_magnitude_and_direction(case):
+    wrapped, _, x = _wrapped_and_plain(case)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.sin(wrapped(x)))
+    variables = [wrapped.magnitude, wrapped.direction]
+    grads = tape.gradient(loss, [v.value for v in variables])
+    for variable, grad in zip(variables, grads):
+        assert grad is not None, variable.path
+        assert np.any(np.abs(np.asarray(grad)) > 0), variable.path
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=CASE_IDS)
+def test_no_second_copy_of_the_kernel(case):
+    wrapped, _, _ = _wrapped_and_plain(case)
+    shapes = sorted(tuple(w.shape) for w in wrapped.trainable_weights)
+    layer = wrapped.layer
+    expected = sorted(
+        [tuple(layer.kernel.shape), tuple(layer.bias.shape)]
+        + [tuple(wrapped.magnitude.shape)]
+    )
+    assert shapes == expected
+    assert wrapped.direction is layer.kernel
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=CASE_IDS)
+def test_compute_output_shape_matches_call(case):
+    wrapped, _, x = _wrapped_and_plain(case)
+    shape = wrapped.compute_output_shape((None,) + case.input_shape)
+    assert tuple(shape[1:]) == tuple(wrapped(x).shape[1:])
+
+
+def test_direction_gradient_is_orthogonal_to_direction():
+    # d/dv of a function of v / ||v|| is orthogonal to v (hand derivation:
+    # the output does not change when v is rescaled).
+    wrapped = WeightNorm(keras.layers.Dense(3, use_bias=False))
+    x = np.random.default_rng(0).normal(size=(8, 6)).astype("float32")
+    wrapped(x)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(wrapped(x)))
+    grad = np.asarray(tape.gradient(loss, wrapped.direction.value))
+    direction = np.asarray(wrapped.direction)
+    np.testing.assert_allclose(np.sum(grad * direction, axis=0), 0.0, atol=1e-4)
+
+
+def test_rejects_a_non_layer():
+    with pytest.raises(TypeError, match="`layer` must be a keras.layers"):
+        WeightNorm("dense")
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [keras.layers.BatchNormalization(), keras.layers.LSTM(3)],
+    ids=["batch_norm", "lstm"],
+)
+def test_rejects_unsupported_layers(layer):
+    with pytest.raises(ValueError, match="must be one of Dense, Conv1D") as e:
+        WeightNorm(layer)
+    assert type(layer).__name__ in str(e.value)
+
+
+def test_rejects_lora_layers():
+    dense = keras.layers.Dense(4)
+    dense.build((None, 3))
+    dense.enable_lora(2)
+    with pytest.raises(ValueError, match="LoRA"):
+        WeightNorm(dense)(np.ones((1, 3), "float32"))
+
+
+def _mlp(units=(16, 16), input_dim=10, classes=3, seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((input_dim,))
+    h = inputs
+    for i, width in enumerate(units):
+        h = WeightNorm(
+            keras.layers.Dense(width, activation="relu"), name=f"wn{i}"
+        )(h)
+    outputs = keras.layers.Dense(classes)(h)
+    return keras.Model(inputs, outputs)
+
+
+def _toy_data(n=64, input_dim=10, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, input_dim)).astype("float32")
+    y = np.argmax(x[:, :classes], axis=1)
+    return x, y
+
+
+def test_fit_reduces_the_loss():
+    model = _mlp()
+    x, y = _toy_data()
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    history = model.fit(x, y, epochs=10, batch_size=16, verbose=0)
+    assert history.history["loss"][-1] < 0.7 * history.history["loss"][0]
+
+
+def test_jit_compiled_training_matches_eager():
+    x, y = _toy_data()
+    results = []
+    for jit in (False, True):
+        model = _mlp(seed=3)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.05),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit,
+        )
+        model.fit(x, y, epochs=2, batch_size=16, verbose=0, shuffle=False)
+        results.append(model.predict(x, verbose=0))
+    np.testing.assert_allclose(results[0], results[1], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "policy, atol",
+    [("mixed_float16", 2e-2), ("mixed_bfloat16", 1e-1)],
+)
+def test_mixed_precision(policy, atol):
+    x, y = _toy_data()
+    reference = _mlp(seed=5)
+    expected = reference(x)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = _mlp(seed=5)
+        model.set_weights(reference.get_weights())
+        wrapped = model.get_layer("wn0")
+        assert wrapped.magnitude.dtype == "float32"
+        assert wrapped.direction.dtype == "float32"
+        out = model(x)
+        assert wrapped.compute_dtype == policy.split("_")[1]
+        np.testing.assert_allclose(
+            np.asarray(out, "float32"), expected, atol=atol, rtol=atol
+        )
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.05),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        history = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+        assert np.all(np.isfinite(history.history["loss"]))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mirrored_strategy_fit_keeps_replicas_identical():
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) < 2:
+        pytest.skip("needs two logical CPU devices")
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    x, y = _toy_data()
+    with strategy.scope():
+        model = _mlp(seed=2)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+    history = model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    magnitude = model.get_layer("wn0").magnitude
+    replicas = [np.asarray(v) for v in magnitude.value.values]
+    assert len(replicas) == 2
+    np.testing.assert_array_equal(replicas[0], replicas[1])
+
+
+def test_keras_file_round_trip(tmp_path):
+    model = _mlp(seed=4)
+    x, _ = _toy_data()
+    model.get_layer("wn0").magnitude.assign(
+        np.linspace(0.5, 1.5, 16).astype("float32")
+    )
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded.get_layer("wn0"), WeightNorm)
+    np.testing.assert_array_equal(loaded(x), model(x))
+
+
+def test_config_round_trip():
+    wrapped = WeightNorm(
+        keras.layers.Conv2D(3, 2, activation="relu"), name="conv_wn"
+    )
+    config = wrapped.get_config()
+    assert config["name"] == "conv_wn"
+    assert config["layer"]["class_name"] == "Conv2D"
+    clone = WeightNorm.from_config(config)
+    assert clone.get_config() == config
+    serialized = keras.saving.serialize_keras_object(wrapped)
+    restored = keras.saving.deserialize_keras_object(serialized)
+    assert isinstance(restored, WeightNorm)
+    assert restored.layer.filters == 3
+
+
+def _conv_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    h = WeightNorm(keras.layers.Conv2D(4, 3, activation="relu"))(inputs)
+    h = WeightNorm(keras.layers.DepthwiseConv2D(3))(h)
+    h = WeightNorm(keras.layers.Conv2DTranspose(2, 3, strides=2))(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, WeightNorm(keras.layers.Dense(3))(h))
+
+
+def test_fold_weight_norm_functional():
+    model = _conv_model()
+    for layer in model.layers:
+        if isinstance(layer, WeightNorm):
+            size = layer.magnitude.shape[0]
+            layer.magnitude.assign(np.linspace(0.5, 2.0, size))
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    folded = fold_weight_norm(model)
+    assert not any(isinstance(layer, WeightNorm) for layer in folded.layers)
+    np.testing.assert_allclose(folded(x), model(x), atol=1e-4, rtol=1e-4)
+    # Folded kernels equal the numpy effective kernels.
+    conv = folded.layers[1]
+    wrapped = model.layers[1]
+    expected = _numpy_effective_kernel(
+        np.asarray(wrapped.direction), np.asarray(wrapped.magnitude), (-1,)
+    )
+    np.testing.assert_allclose(conv.kernel, expected, rtol=RTOL, atol=ATOL)
+    assert len(folded.weights) < len(model.weights)
+
+
+def test_fold_weight_norm_sequential_and_nested():
+    inner = keras.Sequential(
+        [keras.Input((6,)), WeightNorm(keras.layers.Dense(5))]
+    )
+    inputs = keras.Input((6,))
+    outputs = WeightNorm(keras.layers.Dense(2))(inner(inputs))
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).normal(size=(3, 6)).astype("float32")
+    folded = fold_weight_norm(model)
+    names = [type(layer).__name__ for layer in folded._flatten_layers()]
+    assert "WeightNorm" not in names
+    np.testing.assert_allclose(folded(x), model(x), atol=1e-5)
+
+
+def test_fold_weight_norm_rejects_subclassed_models():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = WeightNorm(keras.layers.Dense(2))
+
+        def call(self, x):
+            return self.dense(x)
+
+    net = Net()
+    net(np.ones((1, 3), "float32"))
+    with pytest.raises(ValueError, match="functional or Sequential"):
+        fold_weight_norm(net)
+
+
+def test_fold_weight_norm_rejects_unbuilt_models():
+    model = keras.Sequential([WeightNorm(keras.layers.Dense(2))])
+    with pytest.raises(ValueError, match="not built"):
+        fold_weight_norm(model)
+
+
+def test_package_exports():
+    assert wn_keras.WeightNorm is WeightNorm
+    assert callable(wn_keras.fold_weight_norm)
