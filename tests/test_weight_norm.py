@@ -145,7 +145,7 @@ def test_gradients_reach_magnitude_and_direction(case):
         loss = tf.reduce_sum(tf.sin(wrapped(x)))
     variables = [wrapped.magnitude, wrapped.direction]
     grads = tape.gradient(loss, [v.value for v in variables])
-    for variable, grad in zip(variables, grads):
+    for variable, grad in zip(variables, grads, strict=True):
         assert grad is not None, variable.path
         assert np.any(np.abs(np.asarray(grad)) > 0), variable.path
 
