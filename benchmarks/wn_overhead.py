@@ -1,0 +1,345 @@
+"""Training-step cost of weight normalization against the same plain model.
+
+What is measured: the wall-clock time of one SGD training step (forward,
+softmax cross-entropy, gradient, ``v -= lr * grad`` for every trainable
+variable) of the same architecture built three ways by `wn_keras.models`:
+
+- ``plain``: ordinary Dense / Conv2D layers;
+- ``wn``: every hidden layer wrapped in `wn_keras.WeightNorm`;
+- ``bn``: batch normalization instead (what weight normalization competes
+  with; hidden layers then have no bias).
+
+Models: an MLP (depth 20, width 1024 on 784 inputs) and a Wide ResNet
+WRN-16-4 on 32x32x3 images, batch 128, random data. Each step is one
+`tf.function`, traced once, run either by TensorFlow's graph executor
+(``graph``) or compiled by XLA (``xla``, ``jit_compile=True``).
+
+How: every (normalization, mode) variant of one model gets its own model
+and step function; all of them are warmed up (tracing, compilation), then
+timed round-robin with a rotating order (see `benchlib`), ``--steps``
+steps per sample, ``--repeats`` samples. Reported: the median step time
+with its quartiles, and the median over rounds of the per-round ratio
+variant / plain in the same mode (so load changes between rounds cancel).
+
+``--normalizations=wn_kernel`` adds a diagnostic variant: weight
+normalization that scales the kernel (``x @ (v * g/||v||)``) for Dense
+layers too, as a naive wrapper does, to show what scaling the outputs
+saves. ``--with_torch`` adds the same MLP and WRN written in PyTorch, with
+and without `torch.nn.utils.parametrizations.weight_norm`, timed in the
+same rounds (see `torch_models.py`).
+
+Example:
+
+    python benchmarks/wn_overhead.py                    # about 6 minutes
+    python benchmarks/wn_overhead.py --models=mlp --with_torch
+"""
+
+from __future__ import annotations
+
+import os
+import types
+
+from absl import app, flags, logging
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import benchlib
+
+NORMALIZATIONS = ("plain", "wn", "bn", "wn_kernel")
+MODES = ("graph", "xla")
+MODELS = ("mlp", "wrn")
+NUM_CLASSES = 10
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", list(MODELS), "Models to time: mlp, wrn.")
+flags.DEFINE_list(
+    "normalizations",
+    ["plain", "wn", "bn"],
+    "Variants: plain, wn (WeightNorm), bn (batch norm), wn_kernel "
+    "(diagnostic: WeightNorm that scales the Dense kernel, not outputs).",
+)
+flags.DEFINE_list(
+    "modes", list(MODES), "graph (tf.function) and/or xla (jit_compile)."
+)
+flags.DEFINE_integer("batch_size", 128, "Examples per step.", lower_bound=1)
+flags.DEFINE_integer("mlp_depth", 20, "Hidden layers of the MLP.", lower_bound=1)
+flags.DEFINE_integer("mlp_width", 1024, "Units per MLP layer.", lower_bound=1)
+flags.DEFINE_integer("mlp_inputs", 784, "MLP input size.", lower_bound=1)
+flags.DEFINE_integer("wrn_depth", 16, "WRN depth, 6N+4.", lower_bound=10)
+flags.DEFINE_integer("wrn_width", 4, "WRN widening factor.", lower_bound=1)
+flags.DEFINE_integer("image_size", 32, "WRN image side.", lower_bound=4)
+flags.DEFINE_integer("steps", 3, "Training steps per timed sample.", lower_bound=1)
+flags.DEFINE_integer("repeats", 7, "Timed samples per variant.", lower_bound=1)
+flags.DEFINE_integer("warmup", 1, "Untimed rounds first.", lower_bound=1)
+flags.DEFINE_float("learning_rate", 1e-3, "SGD step size.")
+flags.DEFINE_integer("seed", 0, "Seed of the data and the weights.")
+flags.DEFINE_bool(
+    "with_torch",
+    False,
+    "Also time the same models in PyTorch (plain and weight_norm); skipped "
+    "with a message when torch is not installed.",
+)
+flags.DEFINE_bool(
+    "quick", False, "Tiny models, batch 8, 2 rounds: checks the script runs."
+)
+flags.DEFINE_string(
+    "output_dir",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
+    "Where wn_overhead.csv and wn_overhead_run.json are written.",
+)
+benchlib.register_subset_validator("models", MODELS)
+benchlib.register_subset_validator("normalizations", NORMALIZATIONS)
+benchlib.register_subset_validator("modes", MODES)
+
+COLUMNS = (
+    "model",
+    "framework",
+    "normalization",
+    "mode",
+    "batch_size",
+    "params",
+    "step_ms",
+    "step_ms_q1",
+    "step_ms_q3",
+    "ratio_to_plain",
+    "ratio_q1",
+    "ratio_q3",
+    "repeats",
+)
+
+
+def _apply_quick() -> None:
+    """Shrinks every size so that the whole script runs in seconds."""
+    FLAGS.batch_size = 8
+    FLAGS.mlp_depth = 2
+    FLAGS.mlp_width = 32
+    FLAGS.mlp_inputs = 16
+    FLAGS.wrn_depth = 10
+    FLAGS.wrn_width = 1
+    FLAGS.image_size = 8
+    FLAGS.steps = 1
+    FLAGS.repeats = 2
+
+
+def _scale_dense_kernel(layer, inputs, scale):
+    """Naive WeightNorm compute path: builds the scaled Dense kernel."""
+    from keras import ops
+
+    kernel = ops.multiply(
+        ops.convert_to_tensor(layer.layer.kernel),
+        layer._broadcast_to_kernel(scale),
+    )
+    return ops.matmul(inputs, ops.cast(kernel, layer.compute_dtype))
+
+
+def build_keras_model(name: str, normalization: str):
+    """The model ``name`` with the given normalization, and its input."""
+    import keras
+    import numpy as np
+
+    from wn_keras import WeightNorm, models
+
+    options = dict(
+        weight_norm=normalization.startswith("wn"),
+        batch_norm=normalization == "bn",
+        seed=FLAGS.seed,
+    )
+    if name == "mlp":
+        model = models.mlp(
+            (FLAGS.mlp_inputs,),
+            NUM_CLASSES,
+            hidden_size=FLAGS.mlp_width,
+            num_layers=FLAGS.mlp_depth,
+            **options,
+        )
+    else:
+        model = models.wide_resnet(
+            (FLAGS.image_size, FLAGS.image_size, 3),
+            NUM_CLASSES,
+            depth=FLAGS.wrn_depth,
+            width=FLAGS.wrn_width,
+            **options,
+        )
+    if normalization == "wn_kernel":
+        for layer in model.layers:
+            if isinstance(layer, WeightNorm) and isinstance(
+                layer.layer, keras.layers.Dense
+            ):
+                layer._scaled_linear = types.MethodType(
+                    _scale_dense_kernel, layer
+                )
+    rng = np.random.default_rng(FLAGS.seed)
+    shape = (FLAGS.batch_size,) + tuple(model.input_shape[1:])
+    images = rng.normal(size=shape).astype("float32")
+    labels = rng.integers(0, NUM_CLASSES, FLAGS.batch_size).astype("int32")
+    return model, images, labels
+
+
+def keras_step_runner(model, images, labels, jit_compile: bool):
+    """A callable running ``--steps`` SGD steps and waiting for the last."""
+    import tensorflow as tf
+
+    variables = model.trainable_variables
+    learning_rate = FLAGS.learning_rate
+    images = tf.constant(images)
+    labels = tf.constant(labels)
+
+    @tf.function(jit_compile=jit_compile)
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+            )
+        gradients = tape.gradient(loss, variables)
+        for variable, gradient in zip(variables, gradients):
+            variable.assign_sub(learning_rate * gradient)
+        return loss
+
+    def run():
+        for _ in range(FLAGS.steps):
+            loss = train_step(images, labels)
+        return float(loss)
+
+    return run
+
+
+def torch_runners(name: str) -> dict[str, object]:
+    """PyTorch plain and weight_norm step runners, or {} without torch."""
+    try:
+        import torch_models
+    except ImportError as error:
+        logging.warning("--with_torch: PyTorch is not installed (%s).", error)
+        print("--with_torch: skipped, PyTorch is not installed.")
+        return {}
+    runners = {}
+    for normalization in ("plain", "wn"):
+        runners[("torch", normalization, "eager")] = torch_models.step_runner(
+            name,
+            weight_norm=normalization == "wn",
+            batch_size=FLAGS.batch_size,
+            mlp_inputs=FLAGS.mlp_inputs,
+            mlp_width=FLAGS.mlp_width,
+            mlp_depth=FLAGS.mlp_depth,
+            wrn_depth=FLAGS.wrn_depth,
+            wrn_width=FLAGS.wrn_width,
+            image_size=FLAGS.image_size,
+            num_classes=NUM_CLASSES,
+            steps=FLAGS.steps,
+            learning_rate=FLAGS.learning_rate,
+            seed=FLAGS.seed,
+        )
+    return runners
+
+
+def measure_model(name: str) -> list[dict[str, object]]:
+    """Times every variant of one model; returns one row per variant."""
+    runners, params = {}, {}
+    for normalization in FLAGS.normalizations:
+        for mode in FLAGS.modes:
+            model, images, labels = build_keras_model(name, normalization)
+            key = ("keras", normalization, mode)
+            params[key] = model.count_params()
+            runners[key] = keras_step_runner(
+                model, images, labels, jit_compile=mode == "xla"
+            )
+    if FLAGS.with_torch:
+        for key, runner in torch_runners(name).items():
+            runners[key] = runner
+            params[key] = runner.num_params
+    logging.info("%s: timing %d variants", name, len(runners))
+    labelled = {"/".join(key): runner for key, runner in runners.items()}
+    seconds = benchlib.interleaved_timings(
+        labelled, FLAGS.repeats, FLAGS.warmup
+    )
+    rows = []
+    for key in runners:
+        framework, normalization, mode = key
+        times = seconds["/".join(key)]
+        step = benchlib.summary([t / FLAGS.steps for t in times])
+        plain = seconds.get("/".join((framework, "plain", mode)))
+        ratio = benchlib.paired_ratios(times, plain) if plain else {}
+        rows.append(
+            {
+                "model": name,
+                "framework": framework,
+                "normalization": normalization,
+                "mode": mode,
+                "batch_size": FLAGS.batch_size,
+                "params": params[key],
+                "step_ms": 1e3 * step["median"],
+                "step_ms_q1": 1e3 * step["q1"],
+                "step_ms_q3": 1e3 * step["q3"],
+                "ratio_to_plain": ratio.get("median"),
+                "ratio_q1": ratio.get("q1"),
+                "ratio_q3": ratio.get("q3"),
+                "repeats": FLAGS.repeats,
+            }
+        )
+    return rows
+
+
+def headline(rows: list[dict[str, object]]) -> list[str]:
+    """One line per model: WN / plain in the faster mode of plain."""
+    lines = []
+    for name in FLAGS.models:
+        plain = [
+            r
+            for r in rows
+            if r["model"] == name
+            and r["framework"] == "keras"
+            and r["normalization"] == "plain"
+        ]
+        if not plain:
+            continue
+        fastest = min(plain, key=lambda r: r["step_ms"])["mode"]
+        for row in rows:
+            if (
+                row["model"] == name
+                and row["framework"] == "keras"
+                and row["mode"] == fastest
+                and row["normalization"] != "plain"
+            ):
+                lines.append(
+                    f"{name}: {row['normalization']} / plain in the faster "
+                    f"mode ({fastest}) = {row['ratio_to_plain']:.3f}"
+                )
+    return lines
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+
+    # Phase 1: configuration.
+    if FLAGS.quick:
+        _apply_quick()
+    if (FLAGS.wrn_depth - 4) % 6:
+        raise app.UsageError(
+            f"--wrn_depth must be 6N+4 (10, 16, 22, ...); got "
+            f"--wrn_depth={FLAGS.wrn_depth}."
+        )
+    for key, value in benchlib.machine_info().items():
+        logging.info("%s: %s", key, value)
+    logging.info("flags:\n%s", benchlib.script_flags())
+
+    # Phase 2: build and time each model's variants.
+    rows = []
+    for name in FLAGS.models:
+        rows.extend(measure_model(name))
+
+    # Phase 3: report.
+    csv_path = os.path.join(FLAGS.output_dir, "wn_overhead.csv")
+    benchlib.write_csv(csv_path, rows, COLUMNS)
+    benchlib.write_run_info(
+        os.path.join(FLAGS.output_dir, "wn_overhead_run.json"),
+        benchlib.script_flags(),
+    )
+    print(benchlib.format_table(rows, COLUMNS))
+    for line in headline(rows):
+        print(line)
+    print(f"Wrote {csv_path}")
+
+
+if __name__ == "__main__":
+    app.run(main)
