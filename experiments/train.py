@@ -537,7 +537,8 @@ def _status(previous, **updates) -> dict:
     epochs_done, num_epochs, steps_done, best_epoch, best_val_acc,
     best_checkpoint, last_checkpoint, test_loss, test_acc, diverged,
     diverged_step, hessian (None or the spectral-norm record),
-    wall_time_s (summed over sessions), run_dir.
+    wall_time_s (summed over sessions), num_replicas (of the latest
+    session), run_dir.
     """
     status = {
         "state": "running",
@@ -554,6 +555,7 @@ def _status(previous, **updates) -> dict:
         "diverged_step": None,
         "hessian": None,
         "wall_time_s": 0.0,
+        "num_replicas": 1,
         "run_dir": None,
     }
     status.update(previous or {})
@@ -676,7 +678,7 @@ def main(argv: list[str]) -> dict:
         write_dir = tempfile.mkdtemp(prefix="wn_keras-worker-")
     files = training.RunFiles(write_dir)
     wall_before = (previous or {}).get("wall_time_s", 0.0)
-    status = _status(previous, run_dir=run_dir)
+    status = _status(previous, run_dir=run_dir, num_replicas=replicas)
 
     def save_status(**updates) -> dict:
         status.update(updates)

@@ -6,6 +6,7 @@ SIGKILL-resume and the command-line error checks start a subprocess.
 
 import csv
 import json
+import logging
 import math
 import os
 import signal
@@ -186,7 +187,7 @@ def test_digits_wn_mlp_proposed_learns(tmp_path):
         "state", "epochs_done", "num_epochs", "steps_done", "best_epoch",
         "best_val_acc", "best_checkpoint", "last_checkpoint", "test_loss",
         "test_acc", "diverged", "diverged_step", "hessian", "wall_time_s",
-        "run_dir",
+        "num_replicas", "run_dir",
     }  # fmt: skip
 
 
@@ -207,6 +208,41 @@ def test_every_network_runs_on_synthetic_data(tmp_path, architecture):
     assert 0 <= status["test_acc"] <= 1
 
 
+def test_tensorboard_step_logging_and_reduced_precision(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    status = _run(
+        tmp_path,
+        "--model=watched",
+        *SYNTHETIC_SMOKE,
+        "--tb",
+        "--log_every_iter=1",
+        "--mixed_precision=mixed_bfloat16",
+        "--jit_compile",
+        "--verbosity=0",  # absl's INFO level, where the step lines go
+    )
+    assert status["state"] == "finished"
+    assert math.isfinite(status["test_loss"])
+    events = os.listdir(
+        os.path.join(tmp_path, "watched", "tensorboard", "train")
+    )
+    assert any(name.startswith("events.out.tfevents") for name in events)
+    steps = [
+        r.getMessage() for r in caplog.records if "step " in r.getMessage()
+    ]
+    assert any(m.startswith("step 1: loss") for m in steps)
+    assert any(m.startswith("step 2: loss") for m in steps)
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_example_config_parses(tmp_path):
+    config = os.path.join(ROOT, "experiments", "configs", "digits_mlp.cfg")
+    train.FLAGS.unparse_flags()
+    train.FLAGS(["train.py", f"--flagfile={config}"])
+    assert train.FLAGS.dataset == "digits" and train.FLAGS.num_layers == 5
+    assert train.FLAGS.init == "orthogonal_proposed" and train.FLAGS.weight_norm
+    train._validate_flags()
+
+
 def test_paper_command_line_parses_and_runs_on_mock_mnist(tmp_path):
     paper = "--dataset mnist --nn mlp --weight_norm --init orthogonal_proposed"
     train.FLAGS.unparse_flags()
@@ -224,7 +260,12 @@ def test_paper_command_line_parses_and_runs_on_mock_mnist(tmp_path):
 
 
 def test_resume_after_sigkill(tmp_path):
-    args = ["--model=killed", "--num_epochs=40", "--hidden_size=32"]
+    args = [
+        "--model=killed",
+        "--num_epochs=40",
+        "--hidden_size=32",
+        "--lr_annealing_type=1",
+    ]
     run_dir = os.path.join(tmp_path, "killed")
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     process = subprocess.Popen(
@@ -250,6 +291,12 @@ def test_resume_after_sigkill(tmp_path):
     # Epochs finished before the kill are kept as they were (a kill
     # between an epoch's checkpoint and its row loses only that epoch).
     assert after[: len(before) - 1] == before[: len(before) - 1]
+    # The schedule continues from the restored step counter: x0.1 from
+    # epoch 21 (1/2 of 40) and again from epoch 31 (3/4).
+    expected = [0.01] * 20 + [0.001] * 10 + [0.0001] * 10
+    np.testing.assert_allclose(
+        [float(row["lr"]) for row in after], expected, rtol=1e-5
+    )
     assert status["state"] == "finished" and status["steps_done"] == 400
 
 
@@ -295,6 +342,7 @@ def test_mirrored_strategy_on_two_cpus(tmp_path, caplog):
         "--init=orthogonal_datadep",
     )
     assert status["state"] == "finished" and status["steps_done"] == 2 * 20
+    assert status["num_replicas"] == 2
     assert status["best_val_acc"] > 0.8
     with pytest.raises(train.FlagError, match=r"divisible by the 2 replicas"):
         _run(tmp_path, "--strategy=mirrored", "--batch_size=65")
