@@ -27,6 +27,10 @@ configuration is refused unless `--overwrite`, which moves the old
 directory aside (to `<dir>.replaced-<UTC time>`) instead of deleting it.
 A non-finite loss ends the run as "diverged" (exit status 0).
 
+`--weight_norm` is on by default only for the inits that need it
+(*_proposed, *_datadep), so `--init he` alone is a plain network as in the
+released code, while the bare command gets a weight-normalized one.
+
 Departures from the released code: `--wrn_reduced_memory` is mapped to a
 stride-2 stem convolution (`downsample_stem=True`); the numbering of
 `--lr_annealing_type` is ours (see `wn_keras.schedules`).
@@ -120,7 +124,11 @@ _INIT_EXTRA_PARAM = flags.DEFINE_enum(
     "layer by 0.9**(2b) (stage-wise Hanin) instead of 1/N.",
 )
 _WEIGHT_NORM = flags.DEFINE_bool(
-    "weight_norm", True, "Weight-normalize hidden layers (--noweight_norm)."
+    "weight_norm",
+    None,
+    "Weight-normalize the hidden layers. When neither --weight_norm nor "
+    "--noweight_norm is given: on exactly for the *_proposed and *_datadep "
+    "inits, which need it, so the paper's commands keep their meaning.",
 )
 _BATCH_NORM = flags.DEFINE_bool("batch_norm", False, "Use batch norm.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of init, shuffling and noise.")
@@ -246,6 +254,13 @@ class FlagError(ValueError):
 # Phase helpers ---------------------------------------------------------------
 
 
+def _weight_norm() -> bool:
+    """--weight_norm, or when not given, whether --init needs it."""
+    if _WEIGHT_NORM.value is not None:
+        return _WEIGHT_NORM.value
+    return _INIT.value not in ("he", "orthogonal")
+
+
 def _validate_flags() -> None:
     """Checks every flag before anything is created or loaded."""
 
@@ -301,7 +316,7 @@ def _validate_flags() -> None:
         "The paper uses 40.",
     )
     require(
-        _WEIGHT_NORM.value or _INIT.value in ("he", "orthogonal"),
+        _weight_norm() or _INIT.value in ("he", "orthogonal"),
         "init",
         "of the *_proposed and *_datadep kinds sets weight-norm lengths and "
         "needs --weight_norm",
@@ -362,11 +377,13 @@ def run_name() -> str:
         (False, True): "bn",
         (True, True): "wnbn",
         (False, False): "plain",
-    }[(_WEIGHT_NORM.value, _BATCH_NORM.value)]
+    }[(_weight_norm(), _BATCH_NORM.value)]
     parts = [_DATASET.value, arch, norm, _INIT.value]
     if _INIT_EXTRA_PARAM.value != "none":
         parts.append(_INIT_EXTRA_PARAM.value)
     parts.append(f"lr{_LR.value:g}")
+    if _MOMENTUM.value:
+        parts.append(f"mom{_MOMENTUM.value:g}")
     if _LR_ANNEALING_TYPE.value:
         parts.append(f"sched{_LR_ANNEALING_TYPE.value}")
     if _WARMUP_EPOCHS.value:
@@ -461,7 +478,7 @@ def _configure_devices() -> tf.distribute.Strategy:
 def _build_model(splits: data.Splits, strategy, steps: int):
     """The compiled model under `strategy` and its learning-rate schedule."""
     common = dict(
-        weight_norm=_WEIGHT_NORM.value,
+        weight_norm=_weight_norm(),
         batch_norm=_BATCH_NORM.value,
         init=_INIT.value,
         seed=_SEED.value,
@@ -474,36 +491,20 @@ def _build_model(splits: data.Splits, strategy, steps: int):
             downsample_stem=_WRN_REDUCED_MEMORY.value,
         )
     shape, classes = splits.input_shape, splits.num_classes
+    plain = dict(hidden_size=_HIDDEN_SIZE.value, num_layers=_NUM_LAYERS.value)
+    builders = {
+        "mlp": lambda: models.mlp(shape, classes, **plain, **common),
+        "cnn": lambda: models.cnn(shape, classes, **plain, **common),
+        "resnet": lambda: models.resnet(
+            shape, classes, depth=6 * _NUM_BLOCKS.value + 2, **common
+        ),
+        "wrn": lambda: models.wide_resnet(
+            shape, classes, depth=_WRN_N.value, width=_WRN_K.value, **common
+        ),
+    }
     with strategy.scope():
         try:
-            if _NN.value == "mlp":
-                model = models.mlp(
-                    shape,
-                    classes,
-                    hidden_size=_HIDDEN_SIZE.value,
-                    num_layers=_NUM_LAYERS.value,
-                    **common,
-                )
-            elif _NN.value == "cnn":
-                model = models.cnn(
-                    shape,
-                    classes,
-                    hidden_size=_HIDDEN_SIZE.value,
-                    num_layers=_NUM_LAYERS.value,
-                    **common,
-                )
-            elif _NN.value == "resnet":
-                model = models.resnet(
-                    shape, classes, depth=6 * _NUM_BLOCKS.value + 2, **common
-                )
-            else:
-                model = models.wide_resnet(
-                    shape,
-                    classes,
-                    depth=_WRN_N.value,
-                    width=_WRN_K.value,
-                    **common,
-                )
+            model = builders[_NN.value]()
         except ValueError as error:
             raise FlagError(
                 f"The flags describe no valid model: {error}"

@@ -243,6 +243,34 @@ def test_example_config_parses(tmp_path):
     train._validate_flags()
 
 
+@pytest.mark.parametrize(
+    "command, name",
+    [
+        ("", "digits_mlp2x128_wn_orthogonal_proposed_lr0.01_bs128_seed0"),
+        ("--init he", "digits_mlp2x128_plain_he_lr0.01_bs128_seed0"),
+        (
+            "--batch_norm --init orthogonal --momentum 0.9",
+            "digits_mlp2x128_bn_orthogonal_lr0.01_mom0.9_bs128_seed0",
+        ),
+        (
+            "--weight_norm --init he --nn resnet --num_blocks 18 "
+            "--lr_annealing_type 4 --warmup_epochs 2 --seed 3",
+            "digits_resnet110_wn_he_lr0.01_sched4_warmup2_bs128_seed3",
+        ),
+        (
+            "--nn wrn --wrn_n 16 --wrn_k 4 --init_extra_param hanin "
+            "--weight_decay 5e-4",
+            "digits_wrn16-4_wn_orthogonal_proposed_hanin_lr0.01_wd0.0005"
+            "_bs128_seed0",
+        ),
+    ],
+)
+def test_run_name_and_weight_norm_default(command, name):
+    train.FLAGS.unparse_flags()
+    train.FLAGS(["train.py", *command.split()])
+    assert train.run_name() == name
+
+
 def test_paper_command_line_parses_and_runs_on_mock_mnist(tmp_path):
     paper = "--dataset mnist --nn mlp --weight_norm --init orthogonal_proposed"
     train.FLAGS.unparse_flags()
