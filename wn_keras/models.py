@@ -108,7 +108,7 @@ def _check_positive(name: str, value: int) -> None:
         )
 
 
-def _check_options(weight_norm: bool, init: str, residual_scaling: str):
+def _check_options(weight_norm: bool, init: str, residual_scaling: str) -> None:
     if init not in INIT_SCHEMES:
         raise ValueError(
             f"init must be one of {INIT_SCHEMES}; received init={init!r}. "
