@@ -27,6 +27,11 @@ configuration is refused unless `--overwrite`, which moves the old
 directory aside (to `<dir>.replaced-<UTC time>`) instead of deleting it.
 A non-finite loss ends the run as "diverged" (exit status 0).
 
+Limitations: a resumed run restores the model, the optimizer (momentum,
+step counter, hence the schedule) and the epoch exactly, but draws a new
+shuffle order for its remaining epochs (the input pipeline's position is
+not saved), so it is not bit-identical to an uninterrupted run.
+
 `--weight_norm` is on by default only for the inits that need it
 (*_proposed, *_datadep), so `--init he` alone is a plain network as in the
 released code, while the bare command gets a weight-normalized one.

@@ -233,6 +233,21 @@ def test_missing_tfds_data_gives_clear_error(tmp_path):
         data.load("mnist", batch_size=8, data_dir=str(tmp_path))
 
 
+def test_failed_download_gives_clear_error(tmp_path, monkeypatch):
+    def offline(self, *args, **kwargs):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(
+        tfds.core.DatasetBuilder, "download_and_prepare", offline
+    )
+    with pytest.raises(
+        data.DataNotFoundError,
+        match=r"Downloading TFDS data set 'cifar10' .* failed \(Connection"
+        r"Error: no route to host\).*digits",
+    ):
+        data.load("cifar10", 8, data_dir=str(tmp_path), download=True)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

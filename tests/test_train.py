@@ -94,7 +94,80 @@ def test_coupled_sgd_bad_arguments(kwargs, match):
         training.CoupledSGD(0.1, **kwargs)
 
 
+# Strategy --------------------------------------------------------------------
+
+
+def test_strategies_on_two_logical_cpus():
+    assert training.make_strategy("auto").num_replicas_in_sync == 1
+    assert training.make_strategy("one_device").num_replicas_in_sync == 1
+    cpus = len(tf.config.list_logical_devices("CPU"))
+    assert training.make_strategy("mirrored").num_replicas_in_sync == cpus
+
+
+def test_strategy_errors(monkeypatch):
+    with pytest.raises(ValueError, match=r"strategy must be one of.*'tpu'"):
+        training.make_strategy("tpu")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match=r"TF_CONFIG .* could not be parsed"):
+        training.make_strategy("auto")
+
+
+class _Resolver:
+    def __init__(self, task_type, task_id, cluster):
+        self.task_type, self.task_id, self._cluster = (
+            task_type,
+            task_id,
+            cluster,
+        )
+
+    def cluster_spec(self):
+        return tf.train.ClusterSpec(self._cluster)
+
+
+@pytest.mark.parametrize(
+    "task_type, task_id, has_chief, chief",
+    [
+        ("chief", 0, True, True),
+        ("worker", 0, True, False),
+        ("worker", 0, False, True),
+        ("worker", 1, False, False),
+    ],
+)
+def test_only_the_chief_writes(task_type, task_id, has_chief, chief):
+    cluster = {"worker": ["a:1", "b:1"]}
+    if has_chief:
+        cluster["chief"] = ["c:1"]
+    strategy = type("Strategy", (), {})()
+    strategy.cluster_resolver = _Resolver(task_type, task_id, cluster)
+    assert training.is_chief(strategy) is chief
+    assert training.is_chief(tf.distribute.get_strategy())
+
+
 # Run files -------------------------------------------------------------------
+
+
+def test_checkpoint_holds_model_and_optimizer_state(tmp_path):
+    def build():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        optimizer = training.CoupledSGD(0.1, momentum=0.9, weight_decay=0.01)
+        model.compile(optimizer=optimizer, loss="mse")
+        optimizer.build(model.trainable_variables)
+        return model
+
+    trained = build()
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+    trained.fit(x, x[:, :2], epochs=3, verbose=0)
+    path = os.path.join(tmp_path, "ckpt-epoch0003.weights.h5")
+    training.save_weights_atomic(trained, path)
+    assert os.listdir(tmp_path) == ["ckpt-epoch0003.weights.h5"]
+    restored = build()
+    restored.load_weights(path)
+    assert int(restored.optimizer.iterations.numpy()) == 3
+    for mine, theirs in zip(
+        trained.optimizer.variables + trained.weights,
+        restored.optimizer.variables + restored.weights,
+    ):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
 
 def _row(epoch, val_acc):
@@ -287,6 +360,37 @@ def test_paper_command_line_parses_and_runs_on_mock_mnist(tmp_path):
     assert status["state"] == "finished" and status["steps_done"] == 2
 
 
+def test_cifar_resnet_with_cutout_on_mock_data(tmp_path):
+    with tfds.testing.mock_data(num_examples=64):
+        status = _run(
+            tmp_path,
+            "--dataset=cifar10",
+            "--nn=resnet",
+            "--num_blocks=1",
+            "--cutout",
+            "--batch_size=16",
+            "--steps_per_epoch=2",
+            "--num_epochs=2",
+            "--lr_annealing_type=3",
+            "--warmup_epochs=1",
+            "--weight_decay=5e-4",
+            "--momentum=0.9",
+        )
+    assert status["state"] == "finished" and status["steps_done"] == 4
+    run_dir = os.path.join(
+        tmp_path,
+        "cifar10_resnet8_wn_orthogonal_proposed_lr0.01_mom0.9_sched3_warmup1"
+        "_wd0.0005_cutout_bs16_seed0",
+    )
+    rows = _csv(run_dir)
+    # Epoch 1 ends inside the warmup: lr at its last step (t = 1 of 2) is
+    # (1/2)^2 * 0.01. The WRN decays of a 2-epoch run fall at epochs
+    # round(0.6) = 1, round(1.2) = 1 and round(1.6) = 2 (0-based), so the
+    # second epoch runs at 0.01 * 0.2^2.
+    assert float(rows[0]["lr"]) == pytest.approx(0.0025)
+    assert float(rows[1]["lr"]) == pytest.approx(0.01 * 0.2**2)
+
+
 def test_resume_after_sigkill(tmp_path):
     args = [
         "--model=killed",
@@ -446,6 +550,14 @@ def test_hessian_at_initialization(tmp_path):
         (["--init_extra_param=hanin"], r"needs --nn resnet or wrn"),
         (["--val_fraction=1"], r"--val_fraction must lie strictly between"),
         (["--batch_size=5000"], r"batch_size must not exceed the 1294"),
+        (["--weight_decay=-1"], r"--weight_decay must be >= 0.*=-1\.0"),
+        (["--num_epochs=0"], r"--num_epochs must be a positive integer"),
+        (["--lr_annealing_type=6"], r"--lr_annealing_type must be one of 0-5"),
+        (["--steps_per_epoch=-1"], r"--steps_per_epoch must be >= 0"),
+        (["--hessian_iterations=0"], r"--hessian_iterations must be >= 1"),
+        (["--wrn_reduced_memory"], r"--wrn_reduced_memory applies to resid"),
+        (["--synthetic_shape=8,x"], r"--synthetic_shape must list positive"),
+        (["--cpu_devices=3"], r"--cpu_devices=3 must be applied before"),
         (["--dataset=synthetic", "--nn=cnn", "--synthetic_shape=8,8"],
          r"--synthetic_shape must be \(height, width, channels\)"),
     ],
@@ -453,6 +565,23 @@ def test_hessian_at_initialization(tmp_path):
 def test_bad_flags_are_refused_before_writing(tmp_path, args, match):
     with pytest.raises(train.FlagError, match=match):
         _run(tmp_path, *args)
+    assert os.listdir(tmp_path) == []
+
+
+def test_positional_arguments_are_refused(tmp_path):
+    with pytest.raises(train.FlagError, match=r"takes only flags.*'mlp'"):
+        _run(tmp_path, "mlp")
+
+
+def test_model_builder_errors_become_flag_errors(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise ValueError("depth must be 6N+2")
+
+    monkeypatch.setattr(train.models, "mlp", refuse)
+    with pytest.raises(
+        train.FlagError, match=r"describe no valid model: depth must be 6N"
+    ):
+        _run(tmp_path)
     assert os.listdir(tmp_path) == []
 
 
