@@ -32,8 +32,8 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 
 from absl import app, flags, logging
@@ -42,6 +42,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import matplotlib.figure  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 import wn_keras  # noqa: E402
@@ -94,6 +95,7 @@ HE_G1 = "he_g1"
 PROPOSED_ORTHOGONAL = "proposed_orthogonal"
 PROPOSED_HE = "proposed_he"
 INITS = (HE_G1, PROPOSED_ORTHOGONAL, PROPOSED_HE)
+PROPOSED_INITS = (PROPOSED_ORTHOGONAL, PROPOSED_HE)
 INIT_LABELS = {
     HE_G1: "He, g = 1",
     PROPOSED_ORTHOGONAL: "proposed (orthogonal)",
@@ -250,17 +252,20 @@ def write_atomically(path: str, write: Callable[[str], None]) -> None:
     A crash or a kill leaves either the old file or the new one, never a
     partial one.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1]
-    handle, temp_path = tempfile.mkstemp(
-        dir=folder, prefix=".tmp-", suffix=suffix
+    folder, name = os.path.split(os.path.abspath(path))
+    stem, extension = os.path.splitext(name)
+    # Same folder (so the rename is atomic), same extension (matplotlib
+    # picks the format from it), created by `write` itself (so it gets the
+    # usual permissions).
+    temp_path = os.path.join(
+        folder, f".{stem}.tmp-{os.getpid()}-{uuid.uuid4().hex}{extension}"
     )
-    os.close(handle)
     try:
         write(temp_path)
         os.replace(temp_path, path)
     except BaseException:
-        os.remove(temp_path)
+        if os.path.exists(temp_path):
+            os.remove(temp_path)
         raise
 
 
@@ -350,6 +355,48 @@ def summarize(
     return "\n".join(lines) + "\n"
 
 
+def _draw_theory_band(ax, label: str | None = None) -> None:
+    """Shades [sqrt(2), sqrt(e)], where the theory puts a stage's growth."""
+    ax.axhspan(
+        math.sqrt(2),
+        math.sqrt(math.e),
+        color="tab:gray",
+        alpha=0.25,
+        label=label,
+    )
+
+
+def _draw_proposed_zoom(
+    ax,
+    results: dict[tuple[str, int, str], diagnostics.SignalPropagation],
+    widths: Sequence[int],
+    direction: str,
+    bounds: Sequence[float],
+) -> None:
+    """An inset with the proposed ResNet curves on a linear scale."""
+    inset = ax.inset_axes(bounds)
+    for index, m in enumerate(widths):
+        for init in PROPOSED_INITS:
+            result = results[(RESNET, m, init)]
+            mean = (
+                result.forward_mean
+                if direction == "forward"
+                else result.backward_mean
+            )
+            inset.plot(
+                np.arange(1, len(mean) + 1),
+                mean,
+                color=INIT_COLORS[init],
+                linestyle=LINE_STYLES[index % len(LINE_STYLES)],
+                linewidth=1.2,
+            )
+    _draw_theory_band(inset)
+    inset.axhline(1.0, color="black", linewidth=0.8, alpha=0.5)
+    inset.set_title("proposed only, linear scale", fontsize=8)
+    inset.tick_params(labelsize=7)
+    inset.grid(True, alpha=0.3)
+
+
 def draw_figure(
     results: dict[tuple[str, int, str], diagnostics.SignalPropagation],
     widths: Sequence[int],
@@ -382,22 +429,29 @@ def draw_figure(
             axes[row], ("forward", "backward"), strict=True
         ):
             ax.axhline(1.0, color="black", linewidth=0.8, alpha=0.5)
-            if net == RESNET:
-                ax.axhspan(
-                    math.sqrt(2),
-                    math.sqrt(math.e),
-                    color="tab:gray",
-                    alpha=0.2,
-                    label=r"theory band $[\sqrt{2}, \sqrt{e}]$",
-                )
             ax.set_yscale("log")
             ax.set_title(f"{title}: {direction} pass")
             ax.set_xlabel(f"{unit} index")
+            ax.xaxis.set_major_locator(
+                matplotlib.ticker.MaxNLocator(integer=True)
+            )
             ax.grid(True, which="both", alpha=0.3)
-            if direction == "forward":
-                ax.legend(fontsize=8)
-            else:
-                ax.get_legend().remove()
+            if net == RESNET:
+                _draw_theory_band(ax, r"theory band $[\sqrt{2}, \sqrt{e}]$")
+                # He explodes on one diagonal; the zoom sits on the other.
+                bounds = (
+                    (0.06, 0.58, 0.4, 0.34)
+                    if direction == "forward"
+                    else (0.56, 0.58, 0.4, 0.34)
+                )
+                _draw_proposed_zoom(ax, results, widths, direction, bounds)
+    # One legend for all panels, below them, so that no curve is hidden.
+    handles, labels = axes[1, 0].get_legend_handles_labels()
+    for ax in axes.flat:
+        ax.get_legend().remove()
+    figure.legend(
+        handles, labels, loc="outside lower center", ncol=4, fontsize=9
+    )
     return figure
 
 

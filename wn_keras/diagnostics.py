@@ -200,12 +200,18 @@ def _pick_layers(
         return chosen
     if isinstance(layer_names, str):
         layer_names = [layer_names]
-    missing = [name for name in layer_names if name not in existing]
-    if missing or not layer_names:
+    if not layer_names:
         raise ValueError(
             "`layer_names` must name one or more layers of `model`; "
-            f"received {list(layer_names)}, of which {missing} are not in "
-            f"the model. Its layers are: {existing}."
+            f"received {list(layer_names)}. Pass None to use the default "
+            f"pattern, or names from the model's layers: {existing}."
+        )
+    missing = [name for name in layer_names if name not in existing]
+    if missing:
+        raise ValueError(
+            "`layer_names` must name layers of `model`; received "
+            f"{list(layer_names)}, of which {missing} are not in the model. "
+            f"Pick names from its layers: {existing}."
         )
     return tuple(layer_names)
 
