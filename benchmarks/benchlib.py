@@ -33,8 +33,14 @@ def interleaved_timings(
     variants: dict[str, Callable[[], Any]],
     repeats: int,
     warmup: int = 1,
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Times each variant ``repeats`` times, round-robin.
+
+    Two clocks are read around every sample: wall-clock time, which is
+    what a user waits, and the CPU time of this process (all threads),
+    which leaves out the time other processes hold the cores and so
+    varies much less on a shared machine (it does include threads
+    spinning while they wait for work, so it is not a pure FLOP count).
 
     Args:
         variants: name -> a callable that does the measured work once and
@@ -43,27 +49,30 @@ def interleaved_timings(
         warmup: untimed rounds first (tracing, compilation, caches).
 
     Returns:
-        name -> list of ``repeats`` wall-clock durations in seconds.
+        ``(wall, cpu)``: each maps name -> ``repeats`` durations in seconds.
     """
     names = list(variants)
     for round_index in range(warmup):
         for name in names:
             logging.info("warm-up %d/%d: %s", round_index + 1, warmup, name)
             variants[name]()
-    seconds = {name: [] for name in names}
+    wall = {name: [] for name in names}
+    cpu = {name: [] for name in names}
     for round_index in range(repeats):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
+            wall_start = time.perf_counter()
+            cpu_start = time.process_time()
             variants[name]()
-            seconds[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - cpu_start)
+            wall[name].append(time.perf_counter() - wall_start)
         logging.info(
-            "round %d/%d: %s",
+            "round %d/%d (wall s): %s",
             round_index + 1,
             repeats,
-            ", ".join(f"{n}={seconds[n][-1]:.4f}s" for n in names),
+            ", ".join(f"{n}={wall[n][-1]:.4f}" for n in names),
         )
-    return seconds
+    return wall, cpu
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:
@@ -157,9 +166,7 @@ def write_run_info(path: str, flags_text: str) -> None:
     write_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
-def format_table(
-    rows: Sequence[dict[str, Any]], columns: Sequence[str]
-) -> str:
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     """A plain-text table of ``rows`` with one column per name."""
     cells = [[_cell(row.get(column)) for column in columns] for row in rows]
     widths = [
