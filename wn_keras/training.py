@@ -42,6 +42,7 @@ CSV_COLUMNS = (
     "step",
     "epoch_seconds",
 )
+LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
 _CHECKPOINT = re.compile(r"^ckpt-epoch(\d+)\.weights\.h5$")
 
 
@@ -86,8 +87,7 @@ class CoupledSGD(keras.optimizers.Optimizer):
 
     def __init__(
         self,
-        learning_rate: float
-        | keras.optimizers.schedules.LearningRateSchedule = 0.01,
+        learning_rate: LearningRate = 0.01,
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         name: str = "coupled_sgd",
@@ -102,7 +102,6 @@ class CoupledSGD(keras.optimizers.Optimizer):
                 "weight_decay must be >= 0 (0 disables it); received "
                 f"weight_decay={weight_decay!r}."
             )
-        kwargs.pop("weight_decay", None)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.momentum = float(momentum)
         # Not `self.weight_decay`: the base class would apply that one
