@@ -400,8 +400,8 @@ def _load_tfds(
         ]
     except AssertionError as error:  # TFDS's "could not find data".
         raise DataNotFoundError(
-            f"No prepared copy of TFDS data set {name!r} was found under "
-            f"data_dir={data_dir or builder.data_dir!r}. {how_to}"
+            f"No prepared copy of TFDS data set {name!r} was found (looked "
+            f"in {builder.data_dir}). {how_to}"
         ) from error
 
 
