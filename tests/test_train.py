@@ -191,8 +191,10 @@ def test_resume_point_needs_checkpoint_and_row(tmp_path):
         open(files.checkpoint_path(epoch), "w").close()
     epoch, rows = files.resume_point()
     assert epoch == 3 and [row["epoch"] for row in rows] == [1, 2, 3]
+    open(os.path.join(tmp_path, ".tmp-ckpt-epoch0005.weights.h5"), "w").close()
     files.tidy(epoch)
     assert sorted(files.checkpoints()) == [2, 3]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
     assert training.RunFiles.best(rows)["epoch"] == 2
 
 

@@ -334,8 +334,12 @@ class RunFiles:
         """Removes CSV rows and checkpoints of epochs after `epoch`.
 
         They are what a kill between the two writes of an epoch leaves;
-        the resumed run writes them afresh.
+        the resumed run writes them afresh. Temporary files of interrupted
+        writes (`.tmp-*`) go too.
         """
+        for name in os.listdir(self.directory):
+            if name.startswith(".tmp-"):
+                os.remove(os.path.join(self.directory, name))
         rows = self.rows()
         kept = [row for row in rows if row["epoch"] <= epoch]
         if len(kept) != len(rows):
