@@ -435,6 +435,15 @@ def test_dataset_elements_must_be_pairs():
         )
 
 
+def test_dataset_of_dicts_names_the_keys():
+    x, y = _linear_regression_data()
+    dataset = tf.data.Dataset.from_tensors({"image": x, "label": y})
+    with pytest.raises(ValueError, match=r"type dict: keys \['image', 'label'"):
+        diagnostics.hessian_spectral_norm(
+            _regression_model(), dataset, keras.losses.mean_squared_error
+        )
+
+
 def test_model_without_trainable_variables_is_rejected():
     model = _regression_model()
     model.trainable = False

@@ -527,4 +527,6 @@ def _describe(batch: Any) -> str:
     """A short description of a dataset element for error messages."""
     if isinstance(batch, tuple | list):
         return f"{len(batch)} parts"
-    return f"shape {getattr(batch, 'shape', '?')}"
+    if isinstance(batch, dict):
+        return f"keys {sorted(batch)}"
+    return f"shape {getattr(batch, 'shape', None)}"
