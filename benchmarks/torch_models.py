@@ -17,9 +17,22 @@ re-parameterized by `torch.nn.utils.parametrizations.weight_norm` over its
 output units (``dim=0``), as our `WeightNorm` wraps every hidden layer.
 Images are NCHW, PyTorch's default layout. A training step is forward,
 cross-entropy, backward and `torch.optim.SGD` (no momentum).
+
+Run as a script, this module is a worker that ``wn_overhead.py`` starts
+in a separate process: TensorFlow and PyTorch in one process keep their
+own thread pools, whose waiting threads take cores from each other and
+slow both down. The worker reads its model settings as JSON from the
+command line, builds the plain and the weight-normalized model, prints
+``ready``, then answers each line ``plain`` or ``wn`` on stdin by running
+that model's steps and printing ``done <loss>``; an empty line or end of
+input stops it. The parent times each request, so the PyTorch samples
+are interleaved with the Keras ones like any other variant.
 """
 
 from __future__ import annotations
+
+import json
+import sys
 
 import torch
 from torch import nn
@@ -116,8 +129,8 @@ class StepRunner:
 
 
 def step_runner(
-    name: str,
     *,
+    name: str,
     weight_norm: bool,
     batch_size: int,
     mlp_inputs: int,
@@ -144,3 +157,25 @@ def step_runner(
         )
     labels = torch.randint(0, num_classes, (batch_size,), generator=generator)
     return StepRunner(model, images, labels, steps, learning_rate)
+
+
+def _serve(settings: dict) -> None:
+    """The worker loop described in the module docstring."""
+    runners = {
+        normalization: step_runner(
+            weight_norm=normalization == "wn", **settings
+        )
+        for normalization in ("plain", "wn")
+    }
+    sizes = " ".join(f"{k}={r.num_params}" for k, r in runners.items())
+    print(f"ready {sizes}", flush=True)
+    for line in sys.stdin:
+        request = line.strip()
+        if not request:
+            break
+        loss = runners[request]()
+        print(f"done {loss}", flush=True)
+
+
+if __name__ == "__main__":
+    _serve(json.loads(sys.argv[1]))

@@ -25,8 +25,8 @@ variant / plain in the same mode (so load changes between rounds cancel).
 normalization that scales the kernel (``x @ (v * g/||v||)``) for Dense
 layers too, as a naive wrapper does, to show what scaling the outputs
 saves. ``--with_torch`` adds the same MLP and WRN written in PyTorch, with
-and without `torch.nn.utils.parametrizations.weight_norm`, timed in the
-same rounds (see `torch_models.py`).
+and without `torch.nn.utils.parametrizations.weight_norm`, run by a
+worker process and timed in the same rounds (see `torch_models.py`).
 
 Example:
 
@@ -36,7 +36,11 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import subprocess
+import sys
 import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -231,19 +235,12 @@ def keras_step_runner(model, images, labels, jit_compile: bool):
     return run
 
 
-def torch_runners(name: str) -> dict[str, object]:
-    """PyTorch plain and weight_norm step runners, or {} without torch."""
-    try:
-        import torch_models
-    except ImportError as error:
-        logging.warning("--with_torch: PyTorch is not installed (%s).", error)
-        print("--with_torch: skipped, PyTorch is not installed.")
-        return {}
-    runners = {}
-    for normalization in ("plain", "wn"):
-        runners[("torch", normalization, "eager")] = torch_models.step_runner(
-            name,
-            weight_norm=normalization == "wn",
+class TorchPeer:
+    """The PyTorch worker process of one model (see `torch_models.py`)."""
+
+    def __init__(self, name: str):
+        settings = dict(
+            name=name,
             batch_size=FLAGS.batch_size,
             mlp_inputs=FLAGS.mlp_inputs,
             mlp_width=FLAGS.mlp_width,
@@ -256,7 +253,44 @@ def torch_runners(name: str) -> dict[str, object]:
             learning_rate=FLAGS.learning_rate,
             seed=FLAGS.seed,
         )
-    return runners
+        worker = os.path.join(os.path.dirname(__file__), "torch_models.py")
+        self.process = subprocess.Popen(
+            [sys.executable, worker, json.dumps(settings)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        answer = self.process.stdout.readline().split()
+        if not answer or answer[0] != "ready":
+            raise RuntimeError(f"The PyTorch worker did not start: {answer}")
+        self.num_params = {
+            item.split("=")[0]: int(item.split("=")[1]) for item in answer[1:]
+        }
+
+    def runner(self, normalization: str):
+        def run():
+            self.process.stdin.write(normalization + "\n")
+            self.process.stdin.flush()
+            answer = self.process.stdout.readline()
+            if not answer.startswith("done"):
+                raise RuntimeError(f"The PyTorch worker failed: {answer!r}")
+
+        return run
+
+    def close(self) -> None:
+        self.process.stdin.write("\n")
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def torch_available() -> bool:
+    """True if PyTorch can be imported; says so when it cannot."""
+    if importlib.util.find_spec("torch") is None:
+        message = "--with_torch: skipped, PyTorch is not installed."
+        logging.warning(message)
+        print(message)
+        return False
+    return True
 
 
 def measure_model(name: str) -> list[dict[str, object]]:
@@ -270,15 +304,22 @@ def measure_model(name: str) -> list[dict[str, object]]:
             runners[key] = keras_step_runner(
                 model, images, labels, jit_compile=mode == "xla"
             )
-    if FLAGS.with_torch:
-        for key, runner in torch_runners(name).items():
-            runners[key] = runner
-            params[key] = runner.num_params
+    peer = None
+    if FLAGS.with_torch and torch_available():
+        peer = TorchPeer(name)
+        for normalization in ("plain", "wn"):
+            key = ("torch", normalization, "eager")
+            runners[key] = peer.runner(normalization)
+            params[key] = peer.num_params[normalization]
     logging.info("%s: timing %d variants", name, len(runners))
     labelled = {"/".join(key): runner for key, runner in runners.items()}
-    wall, cpu = benchlib.interleaved_timings(
-        labelled, FLAGS.repeats, FLAGS.warmup
-    )
+    try:
+        wall, cpu = benchlib.interleaved_timings(
+            labelled, FLAGS.repeats, FLAGS.warmup
+        )
+    finally:
+        if peer is not None:
+            peer.close()
     rows = []
     for key in runners:
         framework, normalization, mode = key
@@ -290,6 +331,9 @@ def measure_model(name: str) -> list[dict[str, object]]:
         if plain_label in wall:
             ratio = benchlib.paired_ratios(wall[label], wall[plain_label])
             cpu_ratio = benchlib.paired_ratios(cpu[label], cpu[plain_label])
+        if framework == "torch":
+            # The work ran in the worker process; this one only waited.
+            cpu_step, cpu_ratio = {"median": float("nan")}, {}
         torch_label = f"torch/{normalization}/eager"
         to_torch = {}
         if framework == "keras" and torch_label in wall:
