@@ -286,7 +286,13 @@ def test_mirrored_strategy_fit_keeps_replicas_identical():
     devices = tf.config.list_logical_devices("CPU")
     if len(devices) < 2:
         pytest.skip("needs two logical CPU devices")
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # Collective all-reduce keys are process-wide, and another strategy
+    # that trained earlier in this process can collide with them; reducing
+    # on one device sidesteps that and still keeps two replicas.
+    strategy = tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"],
+        cross_device_ops=tf.distribute.ReductionToOneDevice(),
+    )
     x, y = _toy_data()
     with strategy.scope():
         model = _mlp(seed=2)
