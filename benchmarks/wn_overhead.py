@@ -141,7 +141,7 @@ TABLE_COLUMNS = (
 )
 
 
-def _apply_quick() -> None:
+def apply_quick() -> None:
     """Shrinks every size so that the whole script runs in seconds."""
     FLAGS.batch_size = 8
     FLAGS.mlp_depth = 2
@@ -405,7 +405,7 @@ def main(argv):
 
     # Phase 1: configuration.
     if FLAGS.quick:
-        _apply_quick()
+        apply_quick()
     if (FLAGS.wrn_depth - 4) % 6:
         raise app.UsageError(
             f"--wrn_depth must be 6N+4 (10, 16, 22, ...); got "

@@ -198,6 +198,26 @@ def test_wn_overhead_rejects_unknown_model(tmp_path):
 
 
 @pytest.mark.slow
+def test_profile_step_quick(tmp_path):
+    result = run_script(
+        "profile_step.py",
+        "--quick",
+        "--models=mlp",
+        "--modes=graph",
+        "--normalizations=plain,wn",
+        f"--output_dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    fieldnames, rows = read_csv(tmp_path / "profile_step.csv")
+    assert fieldnames == ["model", "mode", "op_type", "plain_ms", "wn_ms"]
+    op_types = {r["op_type"] for r in rows}
+    # The weight-normalized step reduces over the kernel; the plain one
+    # does not.
+    assert "Sum" in op_types
+    assert any("MatMul" in op_type for op_type in op_types)
+
+
+@pytest.mark.slow
 def test_throughput_quick_mlp(tmp_path):
     result = run_script(
         "throughput.py",
