@@ -18,10 +18,12 @@ peak memory belongs to that depth alone and nothing is cached):
   and optimizing it first (minutes at these depths);
 - ``peak_rss_mib``: the process's peak resident memory at the end.
 
-Linear growth shows as constant ``build_ms_per_block`` and
-``step_ms_per_block`` columns; the ``*_ratio`` columns divide them by those
-of the smallest depth in the same run. Timings are wall-clock on a shared
-machine, so compare within one run only.
+Build and step are also timed in CPU seconds of the process
+(``*_cpu_s``, all its threads), which other processes on a shared machine
+disturb much less than wall-clock time. Linear growth shows as constant
+``build_cpu_ms_per_block`` and ``step_cpu_ms_per_block`` columns; the
+``*_ratio`` columns divide them by those of the smallest depth in the same
+run. Compare numbers within one run only.
 
 Depths must be 6N+4 (5,000 is not; 5,002 is, with N = 833).
 
@@ -33,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import cProfile
 import json
 import os
 import resource
@@ -57,11 +60,13 @@ COLUMNS = (
     "layers",
     "params",
     "build_s",
+    "build_cpu_s",
     "model_s",
     "step_s",
+    "step_cpu_s",
     "peak_rss_mib",
-    "build_ms_per_block",
-    "step_ms_per_block",
+    "build_cpu_ms_per_block",
+    "step_cpu_ms_per_block",
     "build_ratio",
     "step_ratio",
     "loss",
@@ -87,6 +92,13 @@ flags.DEFINE_string(
     "benchmarks/results/build_scale.csv",
     "Where the table is written (atomically), with a .json of the flags "
     "and machine beside it.",
+)
+flags.DEFINE_string(
+    "profile_dir",
+    "",
+    "If set, the build of each depth runs under cProfile and its statistics "
+    "are written there as build_<depth>.pstats (timings then include the "
+    "profiler's overhead).",
 )
 flags.DEFINE_integer(
     "child_depth",
@@ -119,7 +131,10 @@ def measure_one_depth(depth: int) -> dict:
 
     from wn_keras import models
 
-    start = time.perf_counter()
+    profiler = cProfile.Profile() if FLAGS.profile_dir else None
+    start, start_cpu = time.perf_counter(), time.process_time()
+    if profiler:
+        profiler.enable()
     model = models.wide_resnet(
         IMAGE_SHAPE,
         NUM_CLASSES,
@@ -130,7 +145,14 @@ def measure_one_depth(depth: int) -> dict:
         downsample_stem=True,
         seed=0,
     )
+    if profiler:
+        profiler.disable()
+        os.makedirs(FLAGS.profile_dir, exist_ok=True)
+        profiler.dump_stats(
+            os.path.join(FLAGS.profile_dir, f"build_{depth}.pstats")
+        )
     build_s = time.perf_counter() - start
+    build_cpu_s = time.process_time() - start_cpu
     # The functional-model constructor alone, on the finished graph.
     start = time.perf_counter()
     keras.Model(model.inputs, model.outputs)
@@ -144,9 +166,10 @@ def measure_one_depth(depth: int) -> dict:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(FLAGS.batch_size,) + IMAGE_SHAPE).astype("float32")
     y = rng.integers(0, NUM_CLASSES, size=FLAGS.batch_size)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     loss = float(model.train_on_batch(x, y))
     step_s = time.perf_counter() - start
+    step_cpu_s = time.process_time() - start_cpu
 
     # ru_maxrss is in KiB on Linux.
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -156,8 +179,10 @@ def measure_one_depth(depth: int) -> dict:
         "layers": len(model.layers),
         "params": model.count_params(),
         "build_s": build_s,
+        "build_cpu_s": build_cpu_s,
         "model_s": model_s,
         "step_s": step_s,
+        "step_cpu_s": step_cpu_s,
         "peak_rss_mib": peak_kib / 1024,
         "loss": loss,
     }
@@ -172,6 +197,7 @@ def run_child(depth: int) -> dict:
         f"--width={FLAGS.width}",
         f"--batch_size={FLAGS.batch_size}",
         f"--step_mode={FLAGS.step_mode}",
+        f"--profile_dir={FLAGS.profile_dir}",
     ]
     completed = subprocess.run(
         command, capture_output=True, text=True, check=False
@@ -187,16 +213,17 @@ def run_child(depth: int) -> dict:
 
 
 def add_ratios(rows: list[dict]) -> None:
-    """Adds per-block costs and their ratios to the smallest depth."""
+    """Adds per-block CPU costs and their ratios to the smallest depth."""
     for row in rows:
-        row["build_ms_per_block"] = 1000 * row["build_s"] / row["blocks"]
-        row["step_ms_per_block"] = 1000 * row["step_s"] / row["blocks"]
+        for phase in ("build", "step"):
+            row[f"{phase}_cpu_ms_per_block"] = (
+                1000 * row[f"{phase}_cpu_s"] / row["blocks"]
+            )
     base = min(rows, key=lambda row: row["depth"])
     for row in rows:
-        row["build_ratio"] = (
-            row["build_ms_per_block"] / base["build_ms_per_block"]
-        )
-        row["step_ratio"] = row["step_ms_per_block"] / base["step_ms_per_block"]
+        for phase in ("build", "step"):
+            key = f"{phase}_cpu_ms_per_block"
+            row[f"{phase}_ratio"] = row[key] / base[key]
 
 
 def main(argv: list[str]) -> None:
