@@ -60,6 +60,14 @@ default recursion limit. The builders raise `sys.setrecursionlimit` to fit
 the model they build (they never lower it); this is a process-wide
 setting. On Python 3.10, whose frames live on the C stack, the deepest
 models (thousands of blocks) may overflow that stack.
+
+Limitations: creating and connecting the layers costs the same per block
+at any depth, but the `keras.Model` constructor then checks that layer
+names are unique with a scan that is quadratic in the number of layers;
+for WRN-10000 (20,000 layers) that is about 20 seconds of a build of
+several minutes (see benchmarks/build_scale.py). Tracing a training step
+of such a model into a TensorFlow graph costs minutes more than running it
+eagerly (`run_eagerly=True` in `compile`).
 """
 
 import sys
