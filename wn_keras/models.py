@@ -42,12 +42,13 @@ Layer names are fixed so that analysis code can find them:
   layer itself), then `layer{i}_bn` with batch norm, then `layer{i}_relu`.
   The MLP flattens its input in `flatten`.
 - ResNet / WRN: `stem_conv` (and `stem_relu` in a ResNet without batch
-  norm); block `b` of stage `s` has `stage{s}_block{b}_conv1`, `_relu1`,
-  `_conv2`, `_shortcut` (1x1 projection, only where the shape changes),
-  with batch norm also `_bn1`, `_relu2`, `_bn2`, and its output is the
-  residual addition `stage{s}_block{b}_add`. Batch-normalized nets end in
-  `final_bn`, `final_relu`. All end in `pool` (global average pooling)
-  and `classifier`.
+  norm); the layers of block `b` of stage `s` are named
+  `stage{s}_block{b}_` followed by, in order, `conv1`, `relu1`, `conv2`
+  without batch norm, or `bn1`, `relu1`, `conv1`, `bn2`, `relu2`, `conv2`
+  with it; then `shortcut` (a 1x1 projection, only where the shape
+  changes) and `add`, the residual addition, whose output is the block's.
+  Batch-normalized nets end in `final_bn`, `final_relu`. All end in `pool`
+  (global average pooling) and `classifier`.
 
 Bias convention: without batch norm every hidden layer has a bias, set to
 zero. With batch norm no hidden Dense or convolution has a bias (the
