@@ -26,7 +26,10 @@ command line, builds the plain and the weight-normalized model, prints
 ``ready``, then answers each line ``plain`` or ``wn`` on stdin by running
 that model's steps and printing ``done <loss>``; an empty line or end of
 input stops it. The parent times each request, so the PyTorch samples
-are interleaved with the Keras ones like any other variant.
+are interleaved with the Keras ones like any other variant. The worker is
+started with ``OMP_WAIT_POLICY=PASSIVE`` (unless set otherwise): PyTorch's
+OpenMP threads otherwise spin while they wait, and on a machine with more
+busy processes than cores that made its steps several times slower.
 """
 
 from __future__ import annotations
@@ -125,7 +128,7 @@ class StepRunner:
             loss = self.loss_fn(self.model(self.images), self.labels)
             loss.backward()
             self.optimizer.step()
-        return float(loss)
+        return loss.item()
 
 
 def step_runner(

@@ -254,11 +254,15 @@ class TorchPeer:
             seed=FLAGS.seed,
         )
         worker = os.path.join(os.path.dirname(__file__), "torch_models.py")
+        # See torch_models.py for why its OpenMP threads must not spin.
+        env = dict(os.environ)
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self.process = subprocess.Popen(
             [sys.executable, worker, json.dumps(settings)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            env=env,
         )
         answer = self.process.stdout.readline().split()
         if not answer or answer[0] != "ready":
