@@ -299,11 +299,12 @@ _GRID_LIST = (
         "mnist_mlp_cpu",
         "mnist_mlp_cpu.cfg",
         "Exp. 2 on digits: WN MLP, depth x six inits x 2 lr x 3 seeds.",
+        # Seeds outermost: a sweep cut short holds whole grids of seeds.
         (
-            ALL_INITS,
-            Axis("num_layers", (2, 5, 10, 20, 100, 200)),
-            Axis("lr", (0.01, 0.1)),
             _seeds(3),
+            Axis("lr", (0.01, 0.1)),
+            Axis("num_layers", (2, 5, 10, 20, 100, 200)),
+            ALL_INITS,
         ),
         experiment=2,
     ),
@@ -354,10 +355,12 @@ _GRID_LIST = (
         "wrn_depth_cpu.cfg",
         "Exp. 4 on digits: WN WRN-d-1, one short epoch, depth 10/100/1000 "
         "x four schemes x 3 seeds.",
+        # Depth outermost, then seeds: the costly depth 1,000 comes last,
+        # one seed of every scheme at a time.
         (
-            _schemes(("proposed", "hanin", "datadep", "default")),
             Axis("wrn_n", (10, 100, 1000)),
             _seeds(3),
+            _schemes(("proposed", "hanin", "datadep", "default")),
         ),
         experiment=4,
     ),
@@ -378,12 +381,12 @@ _GRID_LIST = (
         "wrn_survival_cpu",
         "wrn_survival_cpu.cfg",
         "Exp. 5 on digits: WN ResNet-20, 3 epochs, 3 schemes x warmup x 4 "
-        "lr x 4 seeds.",
+        "lr x 3 seeds.",
         (
-            _schemes(SURVIVAL_SCHEMES),
+            _seeds(3),
             Axis("warmup_epochs", (0.0, 1.0)),
-            Axis("lr", (0.1, 0.3, 1.0, 3.0)),
-            _seeds(4),
+            Axis("lr", (0.003, 0.01, 0.03, 0.1)),
+            _schemes(SURVIVAL_SCHEMES),
         ),
         experiment=5,
     ),

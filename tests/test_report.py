@@ -138,7 +138,7 @@ def test_depth_table_picks_the_lr_by_validation(tmp_path):
 
 def test_survival_shares(tmp_path):
     grid = _sweep(tmp_path, "wrn_survival_cpu")
-    common = {"scheme": "proposed", "warmup_epochs": 0.0, "lr": 1.0}
+    common = {"scheme": "proposed", "warmup_epochs": 0.0, "lr": 0.03}
     _run(tmp_path, grid, "finished", 0.9, 0.9, seed=0, **common)
     _run(tmp_path, grid, "finished", 0.9, 0.9, seed=1, **common)
     _run(tmp_path, grid, "diverged", None, None, seed=2, **common)
@@ -152,11 +152,11 @@ def test_survival_shares(tmp_path):
         (r["scheme"], r["warmup_epochs"], r["lr"]): r
         for r in _csv(out / "survival.csv")
     }
-    cold = shares[("proposed", "0.0", "1.0")]
+    cold = shares[("proposed", "0.0", "0.03")]
     assert (cold["survived"], cold["done"]) == ("2", "3")
     assert float(cold["share"]) == pytest.approx(2 / 3)
-    assert float(shares[("proposed", "1.0", "1.0")]["share"]) == 1.0
-    assert shares[("default", "0.0", "1.0")]["share"] == ""
+    assert float(shares[("proposed", "1.0", "0.03")]["share"]) == 1.0
+    assert shares[("default", "0.0", "0.03")]["share"] == ""
     assert "67% (2/3)" in (out / "survival.md").read_text()
     assert _is_png(out / "survival.png")
 
