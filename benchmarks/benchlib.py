@@ -15,6 +15,7 @@ then `os.replace`), so an interrupted run never leaves half a CSV.
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
 import json
 import os
@@ -123,6 +124,11 @@ def machine_info() -> dict[str, str]:
         info["gpus"] = str(len(gpus))
     except ImportError:
         pass
+    try:
+        # Read from the package metadata: importing torch is not needed.
+        info["torch"] = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        info["torch"] = "not installed"
     return info
 
 

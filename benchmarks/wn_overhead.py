@@ -21,16 +21,24 @@ steps per sample, ``--repeats`` samples. Reported: the median step time
 with its quartiles, and the median over rounds of the per-round ratio
 variant / plain in the same mode (so load changes between rounds cancel).
 
-``--normalizations=wn_kernel`` adds a diagnostic variant: weight
-normalization that scales the kernel (``x @ (v * g/||v||)``) for Dense
-layers too, as a naive wrapper does, to show what scaling the outputs
-saves. ``--with_torch`` adds the same MLP and WRN written in PyTorch, with
+Diagnostic variants (``--normalizations``), each a `WeightNorm` model
+whose compute path is replaced on the layer instances:
+
+- ``wn_kernel`` scales the kernel (``x @ (v * g/||v||)``) for Dense layers
+  too, as a naive wrapper does: what scaling the outputs saves;
+- ``wn_fixed_scale`` multiplies by ``g`` alone, without ``||v||``: what the
+  norm and its gradient cost, everything else being equal;
+- ``wn_sum_norm`` computes the squared norms as a sum over the kernel's
+  leading axes, as `WeightNorm` did before it switched to a
+  matrix-vector product with a row of ones.
+
+``--with_torch`` adds the same MLP and WRN written in PyTorch, with
 and without `torch.nn.utils.parametrizations.weight_norm`, run by a
 worker process and timed in the same rounds (see `torch_models.py`).
 
 Example:
 
-    python benchmarks/wn_overhead.py                    # about 6 minutes
+    python benchmarks/wn_overhead.py                    # about 10 minutes
     python benchmarks/wn_overhead.py --models=mlp --with_torch
 """
 
@@ -54,7 +62,14 @@ from keras import ops  # noqa: E402
 
 from wn_keras import WeightNorm, models  # noqa: E402
 
-NORMALIZATIONS = ("plain", "wn", "bn", "wn_kernel", "wn_fixed_scale")
+NORMALIZATIONS = (
+    "plain",
+    "wn",
+    "bn",
+    "wn_kernel",
+    "wn_fixed_scale",
+    "wn_sum_norm",
+)
 MODES = ("graph", "xla")
 MODELS = ("mlp", "wrn")
 NUM_CLASSES = 10
@@ -66,7 +81,9 @@ flags.DEFINE_list(
     ["plain", "wn", "bn"],
     "Variants: plain, wn (WeightNorm), bn (batch norm), wn_kernel "
     "(diagnostic: WeightNorm that scales the Dense kernel, not outputs), "
-    "wn_fixed_scale (diagnostic: WeightNorm without the norm, g only).",
+    "wn_fixed_scale (diagnostic: WeightNorm without the norm, g only), "
+    "wn_sum_norm (diagnostic: squared norms by a sum over the leading "
+    "axes instead of a matrix-vector product).",
 )
 flags.DEFINE_list(
     "modes", list(MODES), "graph (tf.function) and/or xla (jit_compile)."
@@ -168,6 +185,13 @@ def _without_norm(layer, inputs, scale):
     return WeightNorm._scaled_linear(layer, inputs, layer.magnitude)
 
 
+def _norm_by_sum(layer):
+    """Diagnostic: the per-unit norm as a plain sum of squares."""
+    direction = ops.convert_to_tensor(layer.layer.kernel)
+    squared = ops.sum(ops.square(direction), axis=layer._norm_axes())
+    return ops.sqrt(ops.add(ops.reshape(squared, (-1,)), 1e-12))
+
+
 def build_keras_model(name: str, normalization: str):
     """The model ``name`` with the given normalization, and its input."""
     options = dict(
@@ -198,6 +222,8 @@ def build_keras_model(name: str, normalization: str):
             # The call still computes the norm, but nothing depends on it,
             # so graph pruning and XLA drop it.
             layer._scaled_linear = types.MethodType(_without_norm, layer)
+        if normalization == "wn_sum_norm":
+            layer._direction_norm = types.MethodType(_norm_by_sum, layer)
         is_dense = isinstance(layer.layer, keras.layers.Dense)
         if normalization == "wn_kernel" and is_dense:
             layer._scaled_linear = types.MethodType(_scale_dense_kernel, layer)

@@ -161,7 +161,9 @@ def test_wn_overhead_quick_mlp(tmp_path):
 @pytest.mark.slow
 def test_wn_overhead_quick_all_variants(tmp_path):
     flags = ["--quick", f"--output_dir={tmp_path}"]
-    flags.append("--normalizations=plain,wn,bn,wn_kernel,wn_fixed_scale")
+    flags.append(
+        "--normalizations=plain,wn,bn,wn_kernel,wn_fixed_scale,wn_sum_norm"
+    )
     with_torch = _has_torch()
     if with_torch:
         flags.append("--with_torch")
@@ -169,7 +171,7 @@ def test_wn_overhead_quick_all_variants(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     fieldnames, rows = read_csv(tmp_path / "wn_overhead.csv")
     assert fieldnames == WN_OVERHEAD_COLUMNS
-    assert len([r for r in rows if r["framework"] == "keras"]) == 2 * 5 * 2
+    assert len([r for r in rows if r["framework"] == "keras"]) == 2 * 6 * 2
     if with_torch:
         torch_rows = [r for r in rows if r["framework"] == "torch"]
         assert len(torch_rows) == 2 * 2
