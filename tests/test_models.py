@@ -64,7 +64,7 @@ def outputs_of(model: keras.Model, names: list, x: np.ndarray) -> list:
         model.input, [model.get_layer(name).output for name in names]
     )
     values = probe(x)
-    if len(names) == 1:
+    if not isinstance(values, (list, tuple)):
         values = [values]
     return [np.asarray(value, dtype=np.float64) for value in values]
 
