@@ -24,7 +24,7 @@ per-round ratios.
 
 Example:
 
-    python benchmarks/data_init_cost.py              # about 5 minutes
+    python benchmarks/data_init_cost.py              # about 7 minutes
     python benchmarks/data_init_cost.py --depths=10,100 --repeats=3
 """
 
@@ -51,7 +51,7 @@ flags.DEFINE_list(
 flags.DEFINE_integer("width", 128, "Units per hidden layer.", lower_bound=1)
 flags.DEFINE_integer("inputs", 784, "Input size.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 256, "Examples in the batch.", lower_bound=2)
-flags.DEFINE_integer("repeats", 5, "Timed rounds per depth.", lower_bound=1)
+flags.DEFINE_integer("repeats", 3, "Timed rounds per depth.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of the data and the weights.")
 flags.DEFINE_bool(
     "quick", False, "Depths 2 and 4, width 8, 2 rounds: checks the script."
