@@ -387,7 +387,11 @@ MLP_ENERGY_GAINS = [
 ]
 
 
-@pytest.mark.parametrize("init, first_gain, layer_gain", MLP_ENERGY_GAINS)
+@pytest.mark.parametrize(
+    "init, first_gain, layer_gain",
+    MLP_ENERGY_GAINS,
+    ids=["proposed", "default"],
+)
 def test_deep_mlp_energy_gain_per_layer(init, first_gain, layer_gain):
     # Per draw, ||h^l|| / ||x|| drifts like a random walk in log space
     # (about 10% per layer at width 128), so a single deep draw need not
