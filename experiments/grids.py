@@ -353,7 +353,7 @@ _GRID_LIST = (
     Grid(
         "wrn_depth_cpu",
         "wrn_depth_cpu.cfg",
-        "Exp. 4 on digits: WN WRN-d-1, one short epoch, depth 10/100/1000 "
+        "Exp. 4 on digits: WN WRN-d-1, one 100-step epoch, depth 10/100/1000 "
         "x four schemes x 3 seeds.",
         # Depth outermost, then seeds: the costly depth 1,000 comes last,
         # one seed of every scheme at a time.
