@@ -120,6 +120,10 @@ def main(argv):
     columns = COLUMNS_START + tuple(f"{n}_ms" for n in normalizations)
     csv_path = os.path.join(FLAGS.output_dir, "profile_step.csv")
     benchlib.write_csv(csv_path, rows, columns)
+    benchlib.write_run_info(
+        os.path.join(FLAGS.output_dir, "profile_step_run.json"),
+        benchlib.script_flags(),
+    )
     print(benchlib.format_table(rows, columns))
     print(f"Wrote {csv_path}")
 
