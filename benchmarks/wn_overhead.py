@@ -60,7 +60,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from keras import ops  # noqa: E402
 
-from wn_keras import WeightNorm, models  # noqa: E402
+from wn_keras import WeightNorm, models, weight_norm  # noqa: E402
 
 NORMALIZATIONS = (
     "plain",
@@ -189,7 +189,8 @@ def _norm_by_sum(layer):
     """Diagnostic: the per-unit norm as a plain sum of squares."""
     direction = ops.convert_to_tensor(layer.layer.kernel)
     squared = ops.sum(ops.square(direction), axis=layer._norm_axes())
-    return ops.sqrt(ops.add(ops.reshape(squared, (-1,)), 1e-12))
+    squared = ops.add(ops.reshape(squared, (-1,)), weight_norm._NORM_EPSILON)
+    return ops.sqrt(squared)
 
 
 def build_keras_model(name: str, normalization: str):
