@@ -67,7 +67,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime
-import functools
+import itertools
 import os
 import signal
 import socket
@@ -140,6 +140,7 @@ _ORACLE_ENV = (
 _IDLE_POLL_S = 2.0
 _TUNER_PROJECT = "tuner"
 _PR_SET_PDEATHSIG = 1
+_TrialStatus = keras_tuner.engine.trial.TrialStatus
 
 
 class SweepError(ValueError):
@@ -234,32 +235,32 @@ def _refusal(log_path: str, start: int) -> str | None:
 
 
 class ResumableGridOracle(keras_tuner.oracles.GridSearchOracle):
-    """keras-tuner's grid-search oracle that survives a kill.
+    """keras-tuner's grid-search oracle, parallel and resumable after a kill.
 
-    keras-tuner 1.4 saves every trial and the oracle's bookkeeping, but not
-    where the grid search stands (its ordered list of tried combinations),
-    so a reloaded `GridSearchOracle` stops after the trials it had
-    started. `reload` rebuilds that order from the saved trials. It also
-    queues for another run every trial that was saved but never ended
-    (a kill between two writes), and the state files are written
-    atomically, so a kill never leaves a half-written one.
+    keras-tuner 1.4's `GridSearchOracle` derives each new trial from one
+    that has ended, so no more than two trials ever run at once however
+    many workers ask, and it does not save where it stands, so after a
+    reload it stops once the trials it had started are done. This oracle
+    hands out, in the same order (the last axis varies fastest), the first
+    combination that no trial has taken yet; what has been taken is part
+    of the saved state. On reload it queues for another run every trial
+    that was started but never ended (also one saved between two writes
+    of a kill), and it writes its files atomically.
     """
+
+    def populate_space(self, trial_id):
+        space = self.get_space().space
+        names = [hp.name for hp in space]
+        for combination in itertools.product(*(hp.values for hp in space)):
+            values = dict(zip(names, combination))
+            if not self._duplicate(values):
+                return {"status": _TrialStatus.RUNNING, "values": values}
+        if self.ongoing_trials:
+            return {"status": _TrialStatus.IDLE, "values": None}
+        return {"status": _TrialStatus.STOPPED, "values": None}
 
     def reload(self):
         super().reload()
-        for trial_id in self.trials:
-            ended = trial_id in self.end_order
-            if not ended and trial_id not in self._retry_queue:
-                self._retry_queue.append(trial_id)
-            if trial_id not in self.start_order:
-                self.start_order.append(trial_id)
-
-        def compare(first, second):
-            return self._compare(
-                self.trials[first].hyperparameters.values,
-                self.trials[second].hyperparameters.values,
-            )
-
         # keras-tuner saves before it drops an ended trial from the
         # ongoing ones; such a trial must not run again.
         self._retry_queue = [
@@ -267,11 +268,13 @@ class ResumableGridOracle(keras_tuner.oracles.GridSearchOracle):
             for trial_id in self._retry_queue
             if trial_id not in self.end_order
         ]
-        ordered = sorted(self.trials, key=functools.cmp_to_key(compare))
-        self._ordered_ids = type(self._ordered_ids)()
-        for trial_id in ordered:
-            self._ordered_ids.insert(trial_id)
-        self._populate_next = list(ordered)
+        for trial_id in self.trials:
+            ended = trial_id in self.end_order
+            if not ended and trial_id not in self._retry_queue:
+                self._retry_queue.append(trial_id)
+            if trial_id not in self.start_order:
+                self.start_order.append(trial_id)
+            self._record_values(self.trials[trial_id])
 
     def end_trial(self, trial):
         super().end_trial(trial)

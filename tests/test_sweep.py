@@ -472,3 +472,23 @@ def test_worker_that_finds_the_chief_gone(tmp_path, monkeypatch):
     # The chief itself never hides the error.
     with pytest.raises(grpc.RpcError):
         sweep._search(Tuner(), SMOKE, str(tmp_path), is_worker=False)
+
+
+def test_oracle_hands_out_untried_combinations_to_every_worker(tmp_path):
+    """Three workers get three trials at once, in grid order.
+
+    keras-tuner's own GridSearchOracle would answer the third with IDLE
+    (it derives each new trial from an ended one).
+    """
+    tuner = sweep.TrainScriptTuner(SMOKE, str(tmp_path), crash_retries=0)
+    oracle = tuner.oracle
+    trials = [oracle.create_trial(f"worker{i}") for i in range(3)]
+    assert [t.status for t in trials] == ["RUNNING"] * 3
+    assert [SMOKE.run_name(t.hyperparameters.values) for t in trials] == (
+        SMOKE_NAMES[:3]
+    )
+    # The same worker asking again gets its own unfinished trial back.
+    assert oracle.create_trial("worker1").trial_id == trials[1].trial_id
+    # With every combination taken, an idle worker waits.
+    assert oracle.create_trial("worker3").status == "RUNNING"
+    assert oracle.create_trial("worker4").status == "IDLE"
