@@ -31,9 +31,10 @@ Files under `--sweep_dir`:
 
 Resuming: rerunning the same command continues the sweep. Finished and
 diverged trials are skipped, a trial cut short by a kill runs again and
-train.py resumes it from its last epoch. (keras-tuner 1.4 does not save
-where its grid search stands, so `ResumableGridOracle` rebuilds that from
-the saved trials, and writes its files atomically.) A run that diverges
+train.py resumes it from its last epoch. (keras-tuner 1.4's grid-search
+oracle does not save where it stands and never runs more than two trials
+at once; `ResumableGridOracle` hands out the first combination not yet
+taken instead, and writes its files atomically.) A run that diverges
 is a result, never retried. A run that crashes is retried
 `--crash_retries` times, then recorded as failed; the sweep goes on. A
 run that train.py refuses (bad flags, missing data set) stops the sweep:
