@@ -299,10 +299,11 @@ _GRID_LIST = (
         "mnist_mlp_cpu",
         "mnist_mlp_cpu.cfg",
         "Exp. 2 on digits: WN MLP, depth x six inits x 2 lr x 3 seeds.",
-        # Seeds outermost: a sweep cut short holds whole grids of seeds.
+        # lr outermost, then seeds: a sweep cut short holds every seed of
+        # the first rate.
         (
-            _seeds(3),
             Axis("lr", (0.01, 0.1)),
+            _seeds(3),
             Axis("num_layers", (2, 5, 10, 20, 100, 200)),
             ALL_INITS,
         ),
