@@ -422,7 +422,7 @@ def depth_report(grid: grids.Grid, runs: list[dict], out_dir: str) -> str:
             details = f"{stats['diverged']}/{stats['done']} div."
             if has_lr:
                 details = f"lr {grids.format_value(stats['lr'])}, " + details
-            row.append(f"{text} ({details})")
+            row.append(f"{text} ({details})" if stats["done"] else "-")
             csv_rows.append(
                 [
                     s,
