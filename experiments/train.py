@@ -111,14 +111,7 @@ _WRN_REDUCED_MEMORY = flags.DEFINE_bool(
 _INIT = flags.DEFINE_enum(
     "init",
     "orthogonal_proposed",
-    [
-        "he",
-        "orthogonal",
-        "he_datadep",
-        "orthogonal_datadep",
-        "he_proposed",
-        "orthogonal_proposed",
-    ],
+    list(models.INIT_SCHEMES),
     "Initialization scheme; *_datadep and *_proposed need --weight_norm.",
 )
 _INIT_EXTRA_PARAM = flags.DEFINE_enum(

@@ -201,19 +201,9 @@ def test_error_for_a_batch_that_does_not_fit():
         data_dependent_init(model, np.ones((1, 5), "float32"))
 
 
-def test_error_for_subclassed_model():
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.dense = WeightNorm(keras.layers.Dense(2))
-
-        def call(self, x):
-            return self.dense(x)
-
-    net = Net()
-    net(np.ones((2, 3), "float32"))
+def test_error_for_subclassed_model(subclassed_wn_model):
     with pytest.raises(ValueError, match="subclassed"):
-        data_dependent_init(net, np.ones((4, 3), "float32"))
+        data_dependent_init(subclassed_wn_model, np.ones((4, 3), "float32"))
 
 
 def test_error_for_negative_epsilon():

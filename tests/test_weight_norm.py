@@ -380,19 +380,9 @@ def test_fold_weight_norm_sequential_and_nested():
     np.testing.assert_allclose(folded(x), model(x), atol=1e-5)
 
 
-def test_fold_weight_norm_rejects_subclassed_models():
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.dense = WeightNorm(keras.layers.Dense(2))
-
-        def call(self, x):
-            return self.dense(x)
-
-    net = Net()
-    net(np.ones((1, 3), "float32"))
+def test_fold_weight_norm_rejects_subclassed_models(subclassed_wn_model):
     with pytest.raises(ValueError, match="functional or Sequential"):
-        fold_weight_norm(net)
+        fold_weight_norm(subclassed_wn_model)
 
 
 def test_fold_weight_norm_rejects_unbuilt_models():
