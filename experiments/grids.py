@@ -299,12 +299,12 @@ _GRID_LIST = (
         "mnist_mlp_cpu",
         "mnist_mlp_cpu.cfg",
         "Exp. 2 on digits: WN MLP, depth x six inits x 2 lr x 3 seeds.",
-        # lr outermost, then seeds: a sweep cut short holds every seed of
-        # the first rate.
+        # Depth outermost: the costly depths 100 and 200 come last, so a
+        # sweep cut short holds every rate and seed of the shallow nets.
         (
+            Axis("num_layers", (2, 5, 10, 20, 100, 200)),
             Axis("lr", (0.01, 0.1)),
             _seeds(3),
-            Axis("num_layers", (2, 5, 10, 20, 100, 200)),
             ALL_INITS,
         ),
         experiment=2,
