@@ -481,10 +481,10 @@ def depth_report(grid: grids.Grid, runs: list[dict], out_dir: str) -> str:
     axes.set_xlabel(DEPTH_LABELS[depth.name] + " (log scale)")
     axes.set_ylabel("test accuracy (diverged run = 0)")
     axes.set_ylim(-0.03, 1.03)
-    title = f"{grid.name}: accuracy against depth"
+    title = f"{grid.name}: accuracy against depth\n{grid.description}"
     if has_lr:
         title += "\n(each point at the lr with the best validation accuracy)"
-    axes.set_title(title)
+    axes.set_title(title, fontsize=9)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     _save_figure(figure, os.path.join(out_dir, "accuracy_vs_depth.png"))
@@ -565,7 +565,8 @@ def lr_heatmap(grid: grids.Grid, runs: list[dict], out_dir: str) -> str:
     colorbar.set_label("mean test accuracy (diverged = 0)")
     figure.suptitle(
         f"{grid.name}: accuracy by learning rate and scheme (blank: no "
-        "result yet)"
+        f"result yet)\n{grid.description}",
+        fontsize=10,
     )
     _save_figure(figure, os.path.join(out_dir, "lr_heatmap.png"))
     plt.close(figure)
@@ -654,7 +655,10 @@ def survival_report(grid: grids.Grid, runs: list[dict], out_dir: str) -> str:
         axes.grid(alpha=0.3)
     panels[0].set_ylabel("seeds that finish without diverging (%)")
     panels[0].legend(fontsize=8, loc="best")
-    figure.suptitle(f"{grid.name}: share of seeds that survive")
+    figure.suptitle(
+        f"{grid.name}: share of seeds that survive\n{grid.description}",
+        fontsize=10,
+    )
     _save_figure(figure, os.path.join(out_dir, "survival.png"))
     plt.close(figure)
 
