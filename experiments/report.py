@@ -567,6 +567,7 @@ def lr_heatmap(grid: grids.Grid, runs: list[dict], out_dir: str) -> str:
         f"{grid.name}: accuracy by learning rate and scheme (blank: no "
         f"result yet)\n{grid.description}",
         fontsize=10,
+        y=1.08,
     )
     _save_figure(figure, os.path.join(out_dir, "lr_heatmap.png"))
     plt.close(figure)
@@ -658,6 +659,7 @@ def survival_report(grid: grids.Grid, runs: list[dict], out_dir: str) -> str:
     figure.suptitle(
         f"{grid.name}: share of seeds that survive\n{grid.description}",
         fontsize=10,
+        y=1.06,
     )
     _save_figure(figure, os.path.join(out_dir, "survival.png"))
     plt.close(figure)
