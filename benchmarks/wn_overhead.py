@@ -32,6 +32,16 @@ whose compute path is replaced on the layer instances:
   leading axes, as `WeightNorm` did before it switched to a
   matrix-vector product with a row of ones.
 
+Two more diagnostics are not training steps but the floor under the
+norm's cost, timed in the same rounds so that their ratio to the plain
+step is the share of a step they take:
+
+- ``norms_only``: every `WeightNorm` layer's ``||v||`` as the layer
+  computes it, forward only, nothing else;
+- ``kernel_read``: the sum of all entries of every direction ``v``, a
+  reduction that reads each kernel once at full memory bandwidth. Any
+  exact per-step norm has to read every kernel at least this once.
+
 ``--with_torch`` adds the same MLP and WRN written in PyTorch, with
 and without `torch.nn.utils.parametrizations.weight_norm`, run by a
 worker process and timed in the same rounds (see `torch_models.py`).
@@ -69,7 +79,11 @@ NORMALIZATIONS = (
     "wn_kernel",
     "wn_fixed_scale",
     "wn_sum_norm",
+    "norms_only",
+    "kernel_read",
 )
+# Variants that time a function of the WN model's variables, not a step.
+FLOOR_VARIANTS = ("norms_only", "kernel_read")
 MODES = ("graph", "xla")
 MODELS = ("mlp", "wrn")
 NUM_CLASSES = 10
@@ -83,7 +97,9 @@ flags.DEFINE_list(
     "(diagnostic: WeightNorm that scales the Dense kernel, not outputs), "
     "wn_fixed_scale (diagnostic: WeightNorm without the norm, g only), "
     "wn_sum_norm (diagnostic: squared norms by a sum over the leading "
-    "axes instead of a matrix-vector product).",
+    "axes instead of a matrix-vector product), norms_only (floor: the "
+    "WeightNorm norms alone, forward), kernel_read (floor: one full-"
+    "bandwidth read of every WN kernel).",
 )
 flags.DEFINE_list(
     "modes", list(MODES), "graph (tf.function) and/or xla (jit_compile)."
@@ -196,7 +212,8 @@ def _norm_by_sum(layer):
 def build_keras_model(name: str, normalization: str):
     """The model ``name`` with the given normalization, and its input."""
     options = dict(
-        weight_norm=normalization.startswith("wn"),
+        weight_norm=normalization.startswith("wn")
+        or normalization in FLOOR_VARIANTS,
         batch_norm=normalization == "bn",
         seed=FLAGS.seed,
     )
@@ -258,6 +275,26 @@ def keras_step_runner(model, images, labels, jit_compile: bool):
         for _ in range(FLAGS.steps):
             loss = train_step(images, labels)
         return float(loss)
+
+    return run
+
+
+def floor_runner(model, normalization: str, jit_compile: bool):
+    """A callable computing one `FLOOR_VARIANTS` quantity of ``model``."""
+    layers = [layer for layer in model.layers if isinstance(layer, WeightNorm)]
+
+    @tf.function(jit_compile=jit_compile)
+    def compute():
+        if normalization == "norms_only":
+            parts = [ops.sum(layer.kernel_norm()) for layer in layers]
+        else:
+            parts = [ops.sum(layer.direction) for layer in layers]
+        return ops.sum(ops.stack(parts))
+
+    def run():
+        for _ in range(FLAGS.steps):
+            total = compute()
+        return float(total)
 
     return run
 
@@ -332,9 +369,14 @@ def measure_model(name: str) -> list[dict[str, object]]:
             model, images, labels = build_keras_model(name, normalization)
             key = ("keras", normalization, mode)
             params[key] = model.count_params()
-            runners[key] = keras_step_runner(
-                model, images, labels, jit_compile=mode == "xla"
-            )
+            if normalization in FLOOR_VARIANTS:
+                runners[key] = floor_runner(
+                    model, normalization, jit_compile=mode == "xla"
+                )
+            else:
+                runners[key] = keras_step_runner(
+                    model, images, labels, jit_compile=mode == "xla"
+                )
     peer = None
     if FLAGS.with_torch and torch_available():
         peer = TorchPeer(name)

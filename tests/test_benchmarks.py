@@ -158,6 +158,25 @@ def test_wn_overhead_quick_mlp(tmp_path):
     assert os.path.exists(tmp_path / "wn_overhead_run.json")
 
 
+def test_wn_overhead_quick_floor_variants(tmp_path):
+    # The two floor diagnostics time a function of the WN model's
+    # variables, not a step; they get a row each, with a ratio to the
+    # plain step of the same mode.
+    result = run_script(
+        "wn_overhead.py",
+        "--quick",
+        "--models=mlp",
+        "--modes=graph",
+        "--normalizations=plain,norms_only,kernel_read",
+        f"--output_dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, rows = read_csv(tmp_path / "wn_overhead.csv")
+    names = sorted(r["normalization"] for r in rows)
+    assert names == ["kernel_read", "norms_only", "plain"]
+    check_positive_numbers(rows, ["step_ms", "ratio_to_plain", "params"])
+
+
 @pytest.mark.slow
 def test_wn_overhead_quick_all_variants(tmp_path):
     flags = ["--quick", f"--output_dir={tmp_path}"]

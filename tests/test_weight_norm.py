@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import wn_keras
-from wn_keras import WeightNorm, fold_weight_norm
+from wn_keras import WeightNorm, fold_weight_norm, weight_norm
 
 # Float32 tolerance of outputs computed in a different order.
 ATOL = 1e-5
@@ -250,6 +250,98 @@ def test_jit_compiled_training_matches_eager():
         model.fit(x, y, epochs=2, batch_size=16, verbose=0, shuffle=False)
         results.append(model.predict(x, verbose=0))
     np.testing.assert_allclose(results[0], results[1], atol=1e-4)
+
+
+def test_xla_tracing_is_detected():
+    # Under XLA the norm takes another path; the detector must see
+    # jit_compile=True and nothing else.
+    seen = {}
+
+    def probe(name):
+        def body(x):
+            seen[name] = weight_norm._tracing_for_xla()
+            return x + 1.0
+
+        return body
+
+    tf.function(probe("xla"), jit_compile=True)(tf.constant(1.0))
+    tf.function(probe("graph"))(tf.constant(1.0))
+    probe("eager")(tf.constant(1.0))
+    assert seen == {"xla": True, "graph": False, "eager": False}
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("fan_in", [1, 7, 12, 64])
+def test_dense_output_and_gradients_match_numpy(jit, fan_in):
+    # y = (x @ v) * g / ||v||, loss = sum(y * r). By hand, with z = x @ v,
+    # n = ||v|| per column and s = g / n:
+    #   dL/dv = x^T (r * s) - v * sum_b(r * z) * g / n^3,
+    #   dL/dg = sum_b(r * z) / n,   dL/dx = (r * s) @ v^T.
+    # Row counts 7 (odd), 12 (halved twice, then summed) and 64 (halved
+    # down to one row) cover the XLA path's halving sum.
+    rng = np.random.default_rng(fan_in)
+    units, batch = 5, 6
+    layer = WeightNorm(keras.layers.Dense(units, use_bias=False))
+    layer.build((None, fan_in))
+    v = rng.normal(size=(fan_in, units)).astype("float32")
+    g = rng.uniform(0.5, 2.0, size=units).astype("float32")
+    layer.direction.assign(v)
+    layer.magnitude.assign(g)
+    x = rng.normal(size=(batch, fan_in)).astype("float32")
+    r = rng.normal(size=(batch, units)).astype("float32")
+
+    @tf.function(jit_compile=jit)
+    def forward_and_gradients(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * r)
+        grads = tape.gradient(
+            loss, [x, layer.direction.value, layer.magnitude.value]
+        )
+        return [y] + grads
+
+    y, dx, dv, dg = (np.asarray(t) for t in forward_and_gradients(x))
+    v64, g64, x64, r64 = (a.astype("float64") for a in (v, g, x, r))
+    z = x64 @ v64
+    n = np.sqrt(np.sum(v64**2, axis=0))
+    s = g64 / n
+    rz = np.sum(r64 * z, axis=0)
+    np.testing.assert_allclose(y, z * s, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        dv, x64.T @ (r64 * s) - v64 * rz * g64 / n**3, rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(dg, rz / n, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dx, (r64 * s) @ v64.T, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 9, 16])
+def test_halving_column_squares_has_exact_second_derivative(rows):
+    # f(v) = sum_j w_j * sum_i v_ij^2 has gradient 2 w v and Hessian-vector
+    # product 2 w u (by hand): the hand-written gradient of the XLA path
+    # must itself differentiate correctly (the Hessian diagnostics do).
+    rng = np.random.default_rng(rows)
+    v = tf.constant(rng.normal(size=(rows, 4)).astype("float32"))
+    u = tf.constant(rng.normal(size=(rows, 4)).astype("float32"))
+    w = tf.constant(rng.normal(size=4).astype("float32"))
+
+    @tf.function(jit_compile=True)
+    def sums_gradient_and_hvp(v):
+        with tf.GradientTape() as outer:
+            outer.watch(v)
+            with tf.GradientTape() as inner:
+                inner.watch(v)
+                sums = weight_norm._column_squares_by_halving(v)
+                value = tf.reduce_sum(w * sums)
+            gradient = inner.gradient(value, v)
+            projected = tf.reduce_sum(gradient * u)
+        return sums, gradient, outer.gradient(projected, v)
+
+    sums, gradient, hvp = (np.asarray(t) for t in sums_gradient_and_hvp(v))
+    v, u, w = np.asarray(v), np.asarray(u), np.asarray(w)
+    np.testing.assert_allclose(sums, np.sum(v**2, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(gradient, 2 * w * v, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(hvp, 2 * w * u, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,64 @@ def _supported_names() -> str:
     return ", ".join(cls.__name__ for cls in SUPPORTED_LAYERS)
 
 
+def _tracing_for_xla() -> bool:
+    """True while TensorFlow traces a function that XLA will compile.
+
+    TensorFlow marks the graph of a `tf.function(jit_compile=True)` (which
+    is what `model.fit` runs after `compile(jit_compile=True)`) with an XLA
+    context while it traces it. The check uses TensorFlow's internal
+    module for that mark; if it ever moves, the answer is False and only
+    speed changes, never results.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return False
+    try:
+        import tensorflow as tf
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:
+        return False
+    try:
+        graph = tf.compat.v1.get_default_graph()
+        return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
+    except Exception:  # a speed hint only: never fail because of it
+        return False
+
+
+def _column_squares_by_halving(matrix):
+    """Column sums of ``matrix ** 2``, for XLA; twice differentiable.
+
+    XLA on CPU compiles a sum over the leading axis of a large matrix into
+    a slow strided loop (the norm then cost 11% of an MLP training step
+    against 4% without XLA; see benchmarks/README.md). Adding the lower
+    half of the rows to the upper half, again and again while the row
+    count is even, is elementwise work that XLA fuses and runs at memory
+    speed; a short sum over the rows left finishes it.
+
+    The gradient is written by hand as ``2 * matrix * upstream``: the one
+    elementwise product that XLA fuses into the optimizer's update, where
+    differentiating the halving would build a chain of pads. It is made of
+    ordinary differentiable ops, so second derivatives (the Hessian
+    diagnostics) still work.
+    """
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def column_squares(matrix):
+        squares = tf.square(matrix)
+        rows = squares.shape[0]
+        while rows > 1 and rows % 2 == 0:
+            rows //= 2
+            squares = squares[:rows] + squares[rows:]
+        total = tf.reduce_sum(squares, axis=0)
+
+        def gradient(upstream):
+            return 2.0 * matrix * upstream[None, :]
+
+        return total, gradient
+
+    return column_squares(matrix)
+
+
 @keras.saving.register_keras_serializable(package="wn_keras")
 class WeightNorm(keras.layers.Wrapper):
     """Weight-normalizes the kernel of a Dense or convolution layer.
@@ -212,15 +270,20 @@ class WeightNorm(keras.layers.Wrapper):
         norm_axes = self._norm_axes()
         if norm_axes == tuple(range(len(norm_axes))):
             # The units are the trailing axes (Dense, Conv, Depthwise): the
-            # squares form a (fan_in, units) matrix, and a row of ones
-            # times it gives the column sums. On CPU this matrix-vector
-            # product runs several times faster than a sum over the
-            # leading axis, which made the norm most of the wrapper's cost
-            # for large Dense kernels (see benchmarks/README.md).
-            squares = ops.square(direction)
-            squares = ops.reshape(squares, (-1, self._num_units()))
-            ones = ops.ones((1, squares.shape[0]), dtype=squares.dtype)
-            squared = ops.matmul(ones, squares)
+            # squares form a (fan_in, units) matrix whose column sums are
+            # wanted. TensorFlow's executor runs a sum over the leading
+            # axis several times slower than a row of ones times the
+            # matrix, which it hands to its matrix-vector kernel; under
+            # XLA the opposite holds for the matrix-vector product, and
+            # the halving sum of `_column_squares_by_halving` is the
+            # fastest (benchmarks/README.md has the measurements).
+            matrix = ops.reshape(direction, (-1, self._num_units()))
+            if _tracing_for_xla():
+                squared = _column_squares_by_halving(matrix)
+            else:
+                squares = ops.square(matrix)
+                ones = ops.ones((1, squares.shape[0]), dtype=squares.dtype)
+                squared = ops.matmul(ones, squares)
         else:
             squared = ops.sum(ops.square(direction), axis=norm_axes)
         squared = ops.reshape(squared, (-1,))
