@@ -449,7 +449,7 @@ def _check_own_flags() -> None:
 
 
 def _train_flag_names() -> set[str]:
-    return {holder.name for holder in train._RUN_FLAGS}
+    return {holder.name for holder in train.RUN_FLAGS}
 
 
 def check_grid(grid: grids.Grid) -> None:
@@ -494,7 +494,7 @@ def check_grid(grid: grids.Grid) -> None:
             argv = trial_command(grid, values, "sweep")[1:]
             try:
                 FLAGS(argv)
-                train._validate_flags()
+                train.validate_flags()
             except (flags.Error, train.FlagError) as error:
                 raise SweepError(
                     f"grid {grid.name!r}: train.py refuses the combination "

@@ -236,7 +236,9 @@ _RESUMABLE_WITH_CHANGES = (
     "cpu_devices",
     "jit_compile",
 )
-_RUN_FLAGS = [
+# Every flag this script defines (public: experiments/sweep.py checks the
+# flags of a grid against them, and calls `validate_flags`).
+RUN_FLAGS = [
     holder
     for name, holder in list(globals().items())
     if isinstance(holder, flags.FlagHolder) and name.startswith("_")
@@ -259,7 +261,7 @@ def _weight_norm() -> bool:
     return _INIT.value not in ("he", "orthogonal")
 
 
-def _validate_flags() -> None:
+def validate_flags() -> None:
     """Checks every flag before anything is created or loaded."""
 
     def require(condition, flag, rule, fix):
@@ -399,9 +401,7 @@ def run_name() -> str:
 
 def _serialized_flags() -> dict[str, str]:
     """Flag name -> its `--name=value` form, for every flag of this script."""
-    return {
-        holder.name: FLAGS[holder.name].serialize() for holder in _RUN_FLAGS
-    }
+    return {holder.name: FLAGS[holder.name].serialize() for holder in RUN_FLAGS}
 
 
 def _flagfile_text(path: str) -> str:
@@ -599,7 +599,7 @@ def main(argv: list[str]) -> dict:
     started = time.time()
 
     # 1. Flags and run directory, checked before anything is written.
-    _validate_flags()
+    validate_flags()
     run_dir = os.path.join(_LOGDIR.value, _MODEL_PREFIX.value, run_name())
     flags_path = os.path.join(run_dir, "flags.txt")
     replace_old = False

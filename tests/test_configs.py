@@ -41,7 +41,7 @@ def _parse(argv):
     """Parses train.py arguments and runs train.py's flag checks."""
     FLAGS.unparse_flags()
     FLAGS(["train.py", *argv])
-    train._validate_flags()
+    train.validate_flags()
 
 
 def _header(path) -> list[str]:

@@ -315,7 +315,7 @@ def test_example_config_parses(tmp_path):
     train.FLAGS(["train.py", f"--flagfile={config}"])
     assert train.FLAGS.dataset == "digits" and train.FLAGS.num_layers == 5
     assert train.FLAGS.init == "orthogonal_proposed" and train.FLAGS.weight_norm
-    train._validate_flags()
+    train.validate_flags()
 
 
 @pytest.mark.parametrize(
@@ -494,7 +494,7 @@ def test_flagfile_round_trip_and_finished_rerun(tmp_path):
     again = train.run(["train.py", f"--flagfile={flagfile}"])
     assert again == first
     assert os.path.getmtime(os.path.join(run_dir, "log.csv")) == mtime
-    for holder in train._RUN_FLAGS:
+    for holder in train.RUN_FLAGS:
         if holder.name != "flagfile":
             assert train.FLAGS[holder.name].value == values[holder.name]
 
