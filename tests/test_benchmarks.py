@@ -136,17 +136,23 @@ def test_write_csv_round_trips(tmp_path):
 # The scripts ----------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_wn_overhead_quick_mlp(tmp_path):
+def _quick_graph_mlp(tmp_path, *flags):
+    """Runs wn_overhead.py --quick on the MLP in graph mode; its CSV."""
     result = run_script(
         "wn_overhead.py",
         "--quick",
         "--models=mlp",
         "--modes=graph",
+        *flags,
         f"--output_dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    fieldnames, rows = read_csv(tmp_path / "wn_overhead.csv")
+    return read_csv(tmp_path / "wn_overhead.csv")
+
+
+@pytest.mark.slow
+def test_wn_overhead_quick_mlp(tmp_path):
+    fieldnames, rows = _quick_graph_mlp(tmp_path)
     assert fieldnames == WN_OVERHEAD_COLUMNS
     variants = {(r["model"], r["normalization"], r["mode"]) for r in rows}
     assert variants == {
@@ -162,16 +168,9 @@ def test_wn_overhead_quick_floor_variants(tmp_path):
     # The two floor diagnostics time a function of the WN model's
     # variables, not a step; they get a row each, with a ratio to the
     # plain step of the same mode.
-    result = run_script(
-        "wn_overhead.py",
-        "--quick",
-        "--models=mlp",
-        "--modes=graph",
-        "--normalizations=plain,norms_only,kernel_read",
-        f"--output_dir={tmp_path}",
+    _, rows = _quick_graph_mlp(
+        tmp_path, "--normalizations=plain,norms_only,kernel_read"
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    _, rows = read_csv(tmp_path / "wn_overhead.csv")
     names = sorted(r["normalization"] for r in rows)
     assert names == ["kernel_read", "norms_only", "plain"]
     check_positive_numbers(rows, ["step_ms", "ratio_to_plain", "params"])
