@@ -309,6 +309,20 @@ _GRID_LIST = (
         ),
         experiment=2,
     ),
+    Grid(
+        "mnist_mlp_long_cpu",
+        "mnist_mlp_long_cpu.cfg",
+        "Exp. 2 on digits, longer: WN MLP of depth 100, 2,000 steps, "
+        "default / datadep / proposed orthogonal x 3 seeds.",
+        (
+            Axis(
+                "init",
+                ("orthogonal", "orthogonal_datadep", "orthogonal_proposed"),
+            ),
+            _seeds(3),
+        ),
+        experiment=2,
+    ),
     # Experiment 3: WN CNN on CIFAR-10 against depth.
     Grid(
         "cifar_cnn",
