@@ -379,6 +379,14 @@ _GRID_LIST = (
         ),
         experiment=4,
     ),
+    Grid(
+        "wrn_depth1000_cpu",
+        "wrn_depth1000_cpu.cfg",
+        "Exp. 4 on digits at depth 1,000 and lr 0.001: WN WRN-1000-1, one "
+        "100-step epoch x four schemes x 1 seed.",
+        (_schemes(("proposed", "hanin", "datadep", "default")), _seeds(1)),
+        experiment=4,
+    ),
     # Experiment 5: share of seeds surviving 3 epochs against lr.
     Grid(
         "wrn_survival",
