@@ -277,10 +277,14 @@ class ResumableGridOracle(keras_tuner.oracles.GridSearchOracle):
                 self.start_order.append(trial_id)
             self._record_values(self.trials[trial_id])
 
+    @keras_tuner.synchronized
     def end_trial(self, trial):
         super().end_trial(trial)
         # keras-tuner saved the state before the trial left the ongoing
-        # ones; in chief/worker mode nothing saves it again.
+        # ones; in chief/worker mode nothing saves it again. The chief
+        # serves workers from several threads: this save must hold the
+        # oracle's lock like the rest of end_trial, or it reads the state
+        # while another worker's request changes it.
         self.save()
 
     def save(self):
@@ -385,6 +389,18 @@ class TrainScriptTuner(keras_tuner.Tuner):
     def on_trial_begin(self, trial):
         self._waiting = False
         super().on_trial_begin(trial)
+
+    def on_trial_end(self, trial):
+        # keras-tuner keeps why a trial failed in trial.json only; say it
+        # in this process's log too, where a user watching the sweep looks.
+        failed = (_TrialStatus.INVALID, _TrialStatus.FAILED)
+        if trial.status in failed and trial.message:
+            print(
+                f"Trial {trial.trial_id} ({trial.status}) on "
+                f"{self.tuner_id}:\n{trial.message}",
+                flush=True,
+            )
+        super().on_trial_end(trial)
 
     def save(self):
         if not self._is_worker():

@@ -107,6 +107,18 @@ def _trials(sweep_dir) -> dict[str, dict]:
     return trials
 
 
+def _retry_reasons(sweep_dir, logs) -> str:
+    """Why trials were run again: their keras-tuner messages, worker logs."""
+    parts = [
+        f"{name}: {trial.get('message')}"
+        for name, trial in _trials(sweep_dir).items()
+        if trial.get("message")
+    ]
+    for log in sorted(logs.glob("tuner-*.log")):
+        parts.append(f"{log.name}: ...{log.read_text()[-1500:]}")
+    return "\n".join(parts)
+
+
 def _search(sweep_dir, script, crash_retries=1):
     os.makedirs(os.path.join(sweep_dir, "logs"), exist_ok=True)
     tuner = sweep.TrainScriptTuner(SMOKE, str(sweep_dir), crash_retries, script)
@@ -294,7 +306,7 @@ def test_trial_metrics_score_a_diverged_run_zero():
 
 
 def test_divergence_is_a_result_and_a_crash_does_not_stop_the_sweep(
-    tmp_path, fake_train, monkeypatch
+    tmp_path, fake_train, monkeypatch, capsys
 ):
     diverging, crashing = SMOKE_NAMES[1], SMOKE_NAMES[2]
     plan = {diverging: "diverge", crashing: "crash"}
@@ -311,6 +323,9 @@ def test_divergence_is_a_result_and_a_crash_does_not_stop_the_sweep(
     assert metrics["val_acc"]["observations"][0]["value"] == [0.0]
     assert trials[crashing]["status"] == "FAILED"
     assert "exited with status 3" in trials[crashing]["message"]
+    # The reason is also in the sweep's own output, once per failed run.
+    printed = capsys.readouterr().out
+    assert printed.count(f"status 3 in trial {crashing}") == 2
     for name in (SMOKE_NAMES[0], SMOKE_NAMES[3]):
         assert trials[name]["status"] == "COMPLETED"
     # seed=1 scores 0.5 + 0.1 in the stand-in.
@@ -424,7 +439,7 @@ def test_chief_and_two_workers_run_each_trial_once(tmp_path, real, fake_train):
             for line in (logs / f"{name}.log").read_text().splitlines()
             if line.startswith("# ") and " trial " in line
         ]
-        assert len(starts) == 1, starts
+        assert len(starts) == 1, (starts, _retry_reasons(tmp_path, logs))
     trials = _trials(tmp_path)
     assert sorted(trials) == sorted(SMOKE_NAMES)
     assert all(t["status"] == "COMPLETED" for t in trials.values())
