@@ -273,10 +273,10 @@ class WeightNorm(keras.layers.Wrapper):
             # squares form a (fan_in, units) matrix whose column sums are
             # wanted. TensorFlow's executor runs a sum over the leading
             # axis several times slower than a row of ones times the
-            # matrix, which it hands to its matrix-vector kernel; under
-            # XLA the opposite holds for the matrix-vector product, and
-            # the halving sum of `_column_squares_by_halving` is the
-            # fastest (benchmarks/README.md has the measurements).
+            # matrix, which it hands to its matrix-vector kernel. XLA
+            # compiles both slowly; there the halving sum of
+            # `_column_squares_by_halving` is about twice as fast
+            # (benchmarks/README.md has the measurements).
             matrix = ops.reshape(direction, (-1, self._num_units()))
             if _tracing_for_xla():
                 squared = _column_squares_by_halving(matrix)
