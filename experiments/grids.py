@@ -184,6 +184,9 @@ def flag_arguments(flags: Mapping[str, object]) -> list[str]:
 
 # The axes the grids share ----------------------------------------------------
 
+# Every scheme of wn_keras.models.INIT_SCHEMES, restated because this
+# module must not import TensorFlow (tests/test_configs.py keeps the two
+# equal).
 ALL_INITS = Axis(
     "init",
     (

@@ -263,6 +263,10 @@ def summarize(runs: list[dict]) -> dict:
 
 
 # Writing ---------------------------------------------------------------------
+# wn_keras.training has an atomic text writer and a JSON reader, but
+# importing wn_keras loads TensorFlow (seconds), which a report never needs;
+# hence the small local `_write_atomic` (bytes, PNG figures too) and
+# `_read_json` above.
 
 
 def _write_atomic(path: str, data: bytes) -> None:

@@ -116,6 +116,12 @@ def test_paper_grid_has_a_cpu_sibling(grid):
     assert os.path.exists(sibling.flagfile_path)
 
 
+def test_all_inits_axis_lists_every_scheme_of_the_library():
+    from wn_keras import models
+
+    assert grids.ALL_INITS.values == models.INIT_SCHEMES
+
+
 def test_every_paper_experiment_has_a_grid():
     assert {g.experiment for g in GRID_LIST if g.experiment} == set(range(2, 8))
 
