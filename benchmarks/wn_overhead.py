@@ -30,7 +30,11 @@ whose compute path is replaced on the layer instances:
   norm and its gradient cost, everything else being equal;
 - ``wn_sum_norm`` computes the squared norms as a sum over the kernel's
   leading axes, as `WeightNorm` did before it switched to a
-  matrix-vector product with a row of ones.
+  matrix-vector product with a row of ones;
+- ``wn_autodiff_scale`` multiplies the Dense outputs by ``g / ||v||``
+  with a plain product whose gradient is left to automatic
+  differentiation, as `WeightNorm` did under XLA before it wrote that
+  gradient by hand: what the hand-written gradient saves.
 
 Two more diagnostics are not training steps but the floor under the
 norm's cost, timed in the same rounds so that their ratio to the plain
@@ -79,6 +83,7 @@ NORMALIZATIONS = (
     "wn_kernel",
     "wn_fixed_scale",
     "wn_sum_norm",
+    "wn_autodiff_scale",
     "norms_only",
     "kernel_read",
 )
@@ -97,7 +102,9 @@ flags.DEFINE_list(
     "(diagnostic: WeightNorm that scales the Dense kernel, not outputs), "
     "wn_fixed_scale (diagnostic: WeightNorm without the norm, g only), "
     "wn_sum_norm (diagnostic: squared norms by a sum over the leading "
-    "axes instead of a matrix-vector product), norms_only (floor: the "
+    "axes instead of a matrix-vector product), wn_autodiff_scale "
+    "(diagnostic: Dense output scaling differentiated automatically, "
+    "not by the hand-written XLA gradient), norms_only (floor: the "
     "WeightNorm norms alone, forward), kernel_read (floor: one full-"
     "bandwidth read of every WN kernel).",
 )
@@ -201,6 +208,15 @@ def _without_norm(layer, inputs, scale):
     return WeightNorm._scaled_linear(layer, inputs, layer.magnitude)
 
 
+def _scale_by_autodiff(layer, inputs, scale):
+    """Diagnostic Dense path: output scaling left to autodiff."""
+    dtype = layer.compute_dtype
+    outputs = ops.matmul(
+        inputs, ops.cast(ops.convert_to_tensor(layer.layer.kernel), dtype)
+    )
+    return ops.multiply(outputs, ops.cast(scale, dtype))
+
+
 def _norm_by_sum(layer):
     """Diagnostic: the per-unit norm as a plain sum of squares."""
     direction = ops.convert_to_tensor(layer.layer.kernel)
@@ -245,6 +261,8 @@ def build_keras_model(name: str, normalization: str):
         is_dense = isinstance(layer.layer, keras.layers.Dense)
         if normalization == "wn_kernel" and is_dense:
             layer._scaled_linear = types.MethodType(_scale_dense_kernel, layer)
+        if normalization == "wn_autodiff_scale" and is_dense:
+            layer._scaled_linear = types.MethodType(_scale_by_autodiff, layer)
     rng = np.random.default_rng(FLAGS.seed)
     shape = (FLAGS.batch_size,) + tuple(model.input_shape[1:])
     images = rng.normal(size=shape).astype("float32")

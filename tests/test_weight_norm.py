@@ -270,28 +270,34 @@ def test_xla_tracing_is_detected():
     assert seen == {"xla": True, "graph": False, "eager": False}
 
 
-@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
-@pytest.mark.parametrize("fan_in", [1, 7, 12, 64])
-def test_dense_output_and_gradients_match_numpy(jit, fan_in):
+def _check_dense_against_numpy(
+    fan_in, batch_shape, jit, unknown_batch=False, seed=0
+):
     # y = (x @ v) * g / ||v||, loss = sum(y * r). By hand, with z = x @ v,
-    # n = ||v|| per column and s = g / n:
+    # n = ||v|| per column and s = g / n (sums over every batch axis):
     #   dL/dv = x^T (r * s) - v * sum_b(r * z) * g / n^3,
     #   dL/dg = sum_b(r * z) / n,   dL/dx = (r * s) @ v^T.
-    # Row counts 7 (odd), 12 (halved twice, then summed) and 64 (halved
-    # down to one row) cover the XLA path's halving sum.
-    rng = np.random.default_rng(fan_in)
-    units, batch = 5, 6
+    rng = np.random.default_rng(seed)
+    units = 5
     layer = WeightNorm(keras.layers.Dense(units, use_bias=False))
     layer.build((None, fan_in))
     v = rng.normal(size=(fan_in, units)).astype("float32")
     g = rng.uniform(0.5, 2.0, size=units).astype("float32")
     layer.direction.assign(v)
     layer.magnitude.assign(g)
-    x = rng.normal(size=(batch, fan_in)).astype("float32")
-    r = rng.normal(size=(batch, units)).astype("float32")
+    x = rng.normal(size=batch_shape + (fan_in,)).astype("float32")
+    r = rng.normal(size=batch_shape + (units,)).astype("float32")
+    signature = None
+    if unknown_batch:
+        # The batch size is then unknown while tracing: the XLA path's
+        # halving sums must fall back to a plain sum.
+        signature = [
+            tf.TensorSpec((None, fan_in), tf.float32),
+            tf.TensorSpec((None, units), tf.float32),
+        ]
 
-    @tf.function(jit_compile=jit)
-    def forward_and_gradients(x):
+    @tf.function(jit_compile=jit, input_signature=signature)
+    def forward_and_gradients(x, r):
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = layer(x)
@@ -301,18 +307,118 @@ def test_dense_output_and_gradients_match_numpy(jit, fan_in):
         )
         return [y] + grads
 
-    y, dx, dv, dg = (np.asarray(t) for t in forward_and_gradients(x))
-    v64, g64, x64, r64 = (a.astype("float64") for a in (v, g, x, r))
+    y, dx, dv, dg = (np.asarray(t) for t in forward_and_gradients(x, r))
+    v64, g64 = v.astype("float64"), g.astype("float64")
+    x64 = x.astype("float64").reshape(-1, fan_in)
+    r64 = r.astype("float64").reshape(-1, units)
     z = x64 @ v64
     n = np.sqrt(np.sum(v64**2, axis=0))
     s = g64 / n
     rz = np.sum(r64 * z, axis=0)
-    np.testing.assert_allclose(y, z * s, rtol=1e-4, atol=1e-5)
+    close = dict(rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(y.reshape(-1, units), z * s, **close)
     np.testing.assert_allclose(
-        dv, x64.T @ (r64 * s) - v64 * rz * g64 / n**3, rtol=1e-4, atol=1e-5
+        dv, x64.T @ (r64 * s) - v64 * rz * g64 / n**3, **close
     )
-    np.testing.assert_allclose(dg, rz / n, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(dx, (r64 * s) @ v64.T, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dg, rz / n, **close)
+    np.testing.assert_allclose(
+        dx.reshape(-1, fan_in), (r64 * s) @ v64.T, **close
+    )
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("fan_in", [1, 7, 12, 64])
+def test_dense_output_and_gradients_match_numpy(jit, fan_in):
+    # Row counts 7 (odd), 12 (halved twice, then summed) and 64 (halved
+    # down to one row) cover the XLA path's halving sum of the norm.
+    _check_dense_against_numpy(fan_in, (6,), jit, seed=fan_in)
+
+
+@pytest.mark.parametrize(
+    "batch_shape", [(1,), (5,), (8,), (12,), (3, 4)], ids=str
+)
+def test_dense_xla_scale_gradient_over_batch_shapes(batch_shape):
+    # The XLA path sums the gradient of g over the batch by halving: odd,
+    # power-of-two, mixed batch sizes and a rank-3 input.
+    _check_dense_against_numpy(6, batch_shape, jit=True, seed=len(batch_shape))
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
+def test_dense_gradients_with_batch_unknown_while_tracing(jit):
+    _check_dense_against_numpy(6, (10,), jit, unknown_batch=True, seed=4)
+
+
+@pytest.mark.parametrize("rows", [1, 6, 8])
+def test_xla_output_scaling_has_exact_second_derivative(rows):
+    # L(z, s) = sum(r * z * s) (s per column): by hand dL/dz = r s and
+    # dL/ds = sum_b(r z). Projecting that gradient on (u, w),
+    # P = sum(u r s) + sum(w sum_b(r z)), whose gradient is dP/dz = r w
+    # and dP/ds = sum_b(u r): the hand-written gradient of the XLA output
+    # scaling must itself differentiate correctly (Hessian diagnostics).
+    rng = np.random.default_rng(rows)
+    z, r, u = (
+        tf.constant(rng.normal(size=(rows, 4)).astype("float32"))
+        for _ in range(3)
+    )
+    s, w = (tf.constant(rng.normal(size=4).astype("float32")) for _ in range(2))
+
+    @tf.function(jit_compile=True)
+    def gradients(z, s):
+        with tf.GradientTape(persistent=True) as outer:
+            outer.watch([z, s])
+            with tf.GradientTape() as inner:
+                inner.watch([z, s])
+                y = weight_norm._scale_last_axis_for_xla(z, s)
+                loss = tf.reduce_sum(r * y)
+            dz, ds = inner.gradient(loss, [z, s])
+            projected = tf.reduce_sum(u * dz) + tf.reduce_sum(w * ds)
+        return [y, dz, ds] + outer.gradient(projected, [z, s])
+
+    y, dz, ds, pz, ps = (np.asarray(t) for t in gradients(z, s))
+    z, r, u, s, w = (np.asarray(a, "float64") for a in (z, r, u, s, w))
+    close = dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, z * s, **close)
+    np.testing.assert_allclose(dz, r * s, **close)
+    np.testing.assert_allclose(ds, np.sum(r * z, axis=0), **close)
+    np.testing.assert_allclose(pz, r * w, **close)
+    np.testing.assert_allclose(ps, np.sum(u * r, axis=0), **close)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_xla_magnitude_gradient_under_mixed_precision(policy):
+    # The XLA path accumulates the gradient of g in float32 and hands it
+    # back in the variable dtype; compare with the float64 formula
+    # dL/dg = sum_b(r * z) / ||v||, to the precision of the compute dtype.
+    rng = np.random.default_rng(7)
+    v = rng.normal(size=(16, 3)).astype("float32")
+    x = rng.normal(size=(64, 16)).astype("float32")
+    r = rng.normal(size=(64, 3)).astype("float32")
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        layer = WeightNorm(keras.layers.Dense(3, use_bias=False))
+        layer.build((None, 16))
+        layer.direction.assign(v)
+
+        @tf.function(jit_compile=True)
+        def magnitude_gradient(x):
+            with tf.GradientTape() as tape:
+                y = tf.cast(layer(x), tf.float32)
+                loss = tf.reduce_sum(y * r)
+            return tape.gradient(loss, layer.magnitude.value)
+
+        dg = magnitude_gradient(x)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert dg.dtype == tf.float32
+    v64 = v.astype("float64")
+    norms = np.linalg.norm(v64, axis=0)
+    terms = r * (x @ v64)
+    expected = np.sum(terms, axis=0) / norms
+    # Rounding x, v and the upstream gradient to the compute dtype errs by
+    # about its epsilon per term: allow twice that on the sum of |terms|.
+    epsilon = {"mixed_float16": 2.0**-11, "mixed_bfloat16": 2.0**-8}[policy]
+    bound = 2 * epsilon * np.sum(np.abs(terms), axis=0) / norms
+    assert np.all(np.abs(np.asarray(dg) - expected) <= bound)
 
 
 @pytest.mark.parametrize("rows", [1, 9, 16])
@@ -361,6 +467,8 @@ def test_mixed_precision(policy, atol):
         assert wrapped.direction.dtype == "float32"
         out = model(x)
         assert wrapped.compute_dtype == policy.split("_")[1]
+        # The float32 inputs are cast like any Keras layer's.
+        assert wrapped(x).dtype == wrapped.compute_dtype
         np.testing.assert_allclose(
             np.asarray(out, "float32"), expected, atol=atol, rtol=atol
         )
