@@ -168,7 +168,9 @@ class WeightNorm(keras.layers.Wrapper):
     outputs rather than to the kernel, which is the same product but costs
     ``batch x units`` multiplications instead of ``input_dim x units``; for
     convolutions the kernel is scaled, since their outputs are larger than
-    their kernels.
+    their kernels. While TensorFlow traces for XLA (``jit_compile=True``)
+    the norm and the Dense output scaling take forms that XLA compiles to
+    faster code, with hand-written gradients; the results are the same.
 
     Args:
         layer: The layer to wrap; one of the classes listed above. It may
