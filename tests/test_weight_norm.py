@@ -594,3 +594,26 @@ def test_fold_weight_norm_rejects_unbuilt_models():
 def test_package_exports():
     assert wn_keras.WeightNorm is WeightNorm
     assert callable(wn_keras.fold_weight_norm)
+
+
+def test_xla_magnitude_gradient_keeps_float64():
+    # A float64 layer's gradient of g must not pass through float32 on the
+    # XLA path: dL/dg = sum_b(r * z) / ||v|| to float64 precision.
+    rng = np.random.default_rng(11)
+    v = rng.normal(size=(16, 3))
+    x = rng.normal(size=(256, 16))
+    r = rng.normal(size=(256, 3))
+    layer = WeightNorm(keras.layers.Dense(3, use_bias=False, dtype="float64"))
+    layer.build((None, 16))
+    layer.direction.assign(v)
+
+    @tf.function(jit_compile=True)
+    def magnitude_gradient(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x) * r)
+        return tape.gradient(loss, layer.magnitude.value)
+
+    dg = magnitude_gradient(tf.constant(x))
+    assert dg.dtype == tf.float64
+    expected = np.sum(r * (x @ v), axis=0) / np.linalg.norm(v, axis=0)
+    np.testing.assert_allclose(dg, expected, rtol=1e-12, atol=1e-12)

@@ -110,20 +110,20 @@ def _scale_last_axis_for_xla(values, scale):
     The same product as `ops.multiply`, with its gradient written by hand:
     ``upstream * scale`` for ``values`` and, for ``scale``, the sum over
     all other axes of ``upstream * values``, taken by `_sum_rows_by_halving`
-    and accumulated in float32. Left to automatic differentiation, XLA
-    computes that sum over the batch with a slow windowed reduction, which
-    made the weight-normalized MLP step about 9% slower than it is with
-    this form (benchmarks/README.md). The gradient is built from ordinary
-    differentiable ops, so second derivatives still work.
+    and accumulated in float32 at least (float64 stays float64). Left to
+    automatic differentiation, XLA computes that sum over the batch with a
+    slow windowed reduction, which made the weight-normalized MLP step
+    about 9% slower than it is with this form (benchmarks/README.md). The
+    gradient is built from ordinary differentiable ops, so second
+    derivatives still work.
     """
     import tensorflow as tf
 
     @tf.custom_gradient
     def scale_last_axis(values, scale):
         def gradient(upstream):
-            products = tf.cast(upstream, tf.float32) * tf.cast(
-                values, tf.float32
-            )
+            wide = tf.float64 if values.dtype == tf.float64 else tf.float32
+            products = tf.cast(upstream, wide) * tf.cast(values, wide)
             products = tf.reshape(products, (-1, products.shape[-1]))
             d_scale = _sum_rows_by_halving(products)
             return upstream * scale, tf.cast(d_scale, scale.dtype)
